@@ -1,0 +1,63 @@
+"""Scoring a trained run on its test set: per-instance errors, then means; the in-basis floor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import read_dataset
+from ..families import Family, get_family
+from ..models.base import OperatorModel, atomic_write_bytes, from_checkpoint
+from ..training.run import load_config, to_split
+from ..training.trainer import per_instance_metrics
+
+
+def best_approximation_mse(family: Family, targets: np.ndarray) -> np.ndarray:
+    """(n,) per-instance MSE of the L2 projection of each target onto the basis (the rank floor)."""
+    t = torch.as_tensor(targets, dtype=torch.float64)
+    projected = family.decode(family.project(t))
+    return family.error(projected, t).numpy()
+
+
+def summarise(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+
+
+def evaluate_model(model: OperatorModel, run_dir: Path) -> dict[str, Any]:
+    """Metrics of `model` on RUN_DIR/train.h5 and test.h5 (random start, seeded 0)."""
+    family = model.family
+    out: dict[str, Any] = {"family": family.name, "model": model.model_name,
+                           "parameters": model.parameter_count(), "exact": family.exact}
+    for split in ("train", "test"):
+        data = read_dataset(run_dir / f"{split}.h5", family)
+        tensors = to_split(data, next(model.parameters()).device.type)
+        model.eval()
+        torch.manual_seed(0)
+        metrics = per_instance_metrics(model, tensors)
+        out[split] = {"mse": summarise(metrics["mse"].cpu().numpy()),
+                      "relative_l2": summarise(metrics["relative_l2"].cpu().numpy()),
+                      "n": len(data.params),
+                      "best_approximation_mse": float(best_approximation_mse(family, data.targets).mean())}
+        if split == "test":
+            out["test"]["per_instance_mse"] = metrics["mse"].cpu().tolist()
+    history = run_dir / "history.csv"
+    if history.is_file():
+        lines = history.read_text().strip().splitlines()
+        if len(lines) > 1:
+            out["training_seconds"] = float(lines[-1].split(",")[-1])
+    return out
+
+
+def evaluate_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    family = get_family(config.family, **config.family_config)
+    model = from_checkpoint(run_dir, family=family)
+    metrics = evaluate_model(model, run_dir)
+    target = Path(out) if out else run_dir / "metrics.json"
+    atomic_write_bytes(target, json.dumps(metrics, indent=2).encode())
+    return metrics

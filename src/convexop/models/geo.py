@@ -1,0 +1,125 @@
+"""The generative equilibrium operator (GEO) of Kratsios, Neufeld and Schmocker (arXiv 2508.14995).
+
+Unrolled form (the authors'): depth L untied layers, each a learned, relaxed forward-backward step
+
+    x_0 ~ N(0, s^2 I_R)                                     (redrawn every call, shared by the batch)
+    q_l = [ g_theta(x_{l-1} + c_{l,m}) ]_{m=1..M}            (the instance queried at M learned points)
+    x_l = gamma x_{l-1} + (1 - gamma) P prox_f E( A_l x_{l-1} + B_l q_l + b_l )
+    out = P prox_f E( A_{L+1} x_L )
+
+with the family's P prox_f E as the activation. Parameters: L R (R + 2M + 1) + R^2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import InputError
+from ..families import Family
+from .base import OperatorModel
+
+INITIALISATIONS = ("authors", "scaled", "forward-backward")
+STARTS = ("random", "zero")
+
+
+class GEO(OperatorModel, name="geo"):
+    """GEO with untied layers (mode "unrolled").
+
+    init: "authors" (every weight N(0, init_std^2), as in their code), "scaled" (variance-preserving
+    A ~ N(0, 1/R), unit-scale query offsets, B ~ N(0, init_std^2 / M)) or "forward-backward"
+    (each layer starts as relaxed forward-backward splitting with a central-difference gradient:
+    A = I, c = +-h e_j, B = -+step/(2h), read-out I).
+    """
+
+    def __init__(self, family: Family, depth: int = 10, width: int = 20, gamma: float = 0.5,
+                 init: str = "authors", init_std: float = 0.01, start_std: float = 0.01,
+                 mode: str = "unrolled", step: float | None = None) -> None:
+        _check(isinstance(depth, int) and 1 <= depth <= 1000, "depth", depth, "integers in [1, 1000]")
+        _check(isinstance(width, int) and 1 <= width <= 10000, "width", width, "integers in [1, 10000]")
+        _check(0.0 <= gamma < 1.0, "gamma", gamma, "[0, 1)")
+        _check(init in INITIALISATIONS, "init", init, "one of " + ", ".join(INITIALISATIONS))
+        _check(init_std > 0 and math.isfinite(init_std), "init_std", init_std, "(0, inf)")
+        _check(start_std >= 0 and math.isfinite(start_std), "start_std", start_std, "[0, inf)")
+        _check(mode == "unrolled", "mode", mode, "unrolled")
+        super().__init__(family, depth=depth, width=width, gamma=gamma, init=init, init_std=init_std,
+                         start_std=start_std, mode=mode, step=step)
+        rank = family.rank
+        self.depth, self.width, self.gamma, self.start_std = depth, width, gamma, start_std
+        self.A = torch.nn.Parameter(torch.empty(depth, rank, rank))
+        self.B = torch.nn.Parameter(torch.empty(depth, rank, width))
+        self.offsets = torch.nn.Parameter(torch.empty(depth, width, rank))
+        self.bias = torch.nn.Parameter(torch.empty(depth, rank))
+        self.readout = torch.nn.Parameter(torch.empty(rank, rank))
+        self.start = "random"
+        self.draws = 1
+        self._initialise(init, init_std, step if step is not None else getattr(family, "step_hint", 1.0))
+
+    @torch.no_grad()
+    def _initialise(self, init: str, std: float, step: float) -> None:
+        rank, width = self.family.rank, self.width
+        if init == "authors":
+            for p in (self.A, self.B, self.offsets, self.bias, self.readout):
+                p.normal_(0.0, std)
+        elif init == "scaled":
+            self.A.normal_(0.0, 1.0 / math.sqrt(rank))
+            self.B.normal_(0.0, std / math.sqrt(width))
+            self.offsets.normal_(0.0, 1.0)
+            self.bias.zero_()
+            self.readout.normal_(0.0, 1.0 / math.sqrt(rank))
+        else:  # forward-backward
+            _check(width >= 2 * rank, "width", width, f">= 2 * rank = {2 * rank} for init forward-backward")
+            h = 1e-2
+            self.A.copy_(torch.eye(rank).expand_as(self.A))
+            self.offsets.normal_(0.0, std)
+            self.B.normal_(0.0, std)
+            for j in range(rank):
+                self.offsets[:, 2 * j].zero_()
+                self.offsets[:, 2 * j + 1].zero_()
+                self.offsets[:, 2 * j, j] = h
+                self.offsets[:, 2 * j + 1, j] = -h
+                self.B[:, :, 2 * j].zero_()
+                self.B[:, :, 2 * j + 1].zero_()
+                self.B[:, j, 2 * j] = -step / (2 * h)
+                self.B[:, j, 2 * j + 1] = step / (2 * h)
+            self.bias.zero_()
+            self.readout.copy_(torch.eye(rank))
+
+    def initial_state(self, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """(1, R) start: a fresh N(0, s^2) draw (shared by the batch, as the authors'), or zero."""
+        if self.start == "zero" or self.start_std == 0:
+            return torch.zeros(1, self.family.rank, dtype=dtype, device=device)
+        return self.start_std * torch.randn(1, self.family.rank, dtype=dtype, device=device)
+
+    def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R)."""
+        queries = x[:, None, :] + self.offsets[index][None]  # (batch, M, R)
+        q = self.family.g(queries, theta)  # (batch, M)
+        z = x @ self.A[index].T + q @ self.B[index].T + self.bias[index]
+        return self.gamma * x + (1.0 - self.gamma) * self.family.activation(z)
+
+    def coefficients(self, theta: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """theta: (batch, P) -> (batch, R). `self.draws` > 1 averages over random starts."""
+        outputs = []
+        for _ in range(self.draws if start is None else 1):
+            x = start if start is not None else self.initial_state(theta.shape[0], self.A.dtype, self.A.device)
+            x = x.expand(theta.shape[0], -1)
+            for index in range(self.depth):
+                x = self.layer(index, x, theta)
+            outputs.append(self.family.activation(x @ self.readout.T))
+        return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
+
+    def values(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.family.decode(self.coefficients(theta))
+
+    def set_inference(self, start: str = "random", draws: int = 1) -> None:
+        """Inference switches: start "random" (the authors') or "zero" (deterministic); draws to average."""
+        _check(start in STARTS, "start", start, "one of " + ", ".join(STARTS))
+        _check(isinstance(draws, int) and draws >= 1, "draws", draws, "integers >= 1")
+        self.start, self.draws = start, draws
+
+
+def _check(ok: bool, field: str, value: object, domain: str) -> None:
+    if not ok:
+        raise InputError(field, value, domain)

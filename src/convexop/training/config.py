@@ -1,0 +1,125 @@
+"""Typed run configuration: family keys, model keys and training keys, with `--set key=value`.
+
+Every key is typed by its default; unknown keys and bad values raise InputError naming the key
+and the allowed domain (or the list of valid keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..families import Family
+from ..models.base import OperatorModel, build_model  # noqa: F401  (registration)
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 2000
+    batch_size: int = 400
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "cpu"
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    n_instances: int = 500
+    test_fraction: float = 0.2
+    data_seed: int = 0
+    test_law: str = "train"
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        _need(self.steps >= 1, "steps", self.steps, "integers >= 1")
+        _need(self.batch_size >= 1, "batch_size", self.batch_size, "integers >= 1")
+        _need(0 < self.lr < 10 and math.isfinite(self.lr), "lr", self.lr, "(0, 10)")
+        _need(self.schedule in SCHEDULES, "schedule", self.schedule, "one of " + ", ".join(SCHEDULES))
+        _need(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device, "cpu, cuda, cuda:N")
+        _need(self.eval_every >= 1, "eval_every", self.eval_every, "integers >= 1")
+        _need(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "integers >= 1")
+        _need(self.n_instances >= 2, "n_instances", self.n_instances, "integers >= 2")
+        _need(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "(0, 1)")
+
+
+@dataclass
+class RunConfig:
+    family: str
+    model: str
+    family_config: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "model": self.model, "family_config": self.family_config,
+                "model_kwargs": self.model_kwargs, "training": dataclasses.asdict(self.training)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(data["family"], data["model"], dict(data["family_config"]),
+                   dict(data["model_kwargs"]), TrainingConfig(**data["training"]))
+
+
+def _keyword_defaults(function) -> dict[str, Any]:
+    out = {}
+    for name, p in inspect.signature(function).parameters.items():
+        if name in ("self", "family") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        out[name] = p.default
+    return out
+
+
+def parse_value(key: str, text: str, like: Any) -> Any:
+    """Parse `text` to the type of `like` (bool, int, float, str; None means float)."""
+    try:
+        if isinstance(like, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float) or like is None:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        return text
+    except ValueError:
+        kind = "true/false" if isinstance(like, bool) else type(like).__name__ if like is not None else "float"
+        raise InputError(key, text, f"a {kind}") from None
+
+
+def resolve_config(family_cls: type[Family], model: str, overrides: dict[str, str]) -> RunConfig:
+    """Family defaults, then the family's default training settings, then `--set` overrides."""
+    if model not in OperatorModel.registry:
+        raise InputError("--model", model, "one of " + ", ".join(sorted(OperatorModel.registry)))
+    family_keys = _keyword_defaults(family_cls.__init__)
+    model_keys = _keyword_defaults(OperatorModel.registry[model].__init__)
+    training_keys = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
+    defaults = family_cls.default_training()
+    family_config = dict(family_keys) | defaults.get("family", {})
+    model_kwargs = dict(model_keys) | (defaults.get("model", {}) if model == "geo" else defaults.get(model, {}))
+    training = dict(training_keys) | defaults.get("training", {})
+    for key, text in overrides.items():
+        if key in family_keys:
+            family_config[key] = parse_value(key, text, family_keys[key])
+        elif key in model_keys:
+            model_kwargs[key] = parse_value(key, text, model_keys[key])
+        elif key in training_keys:
+            training[key] = parse_value(key, text, training_keys[key])
+        else:
+            valid = sorted(set(family_keys) | set(model_keys) | set(training_keys))
+            raise InputError("--set " + key, None, "", "unknown key; valid keys: " + ", ".join(valid))
+    config = RunConfig(family_cls.name, model, family_config, model_kwargs, TrainingConfig(**training))
+    config.training.validate()
+    return config
+
+
+def _need(ok: bool, key: str, value: Any, domain: str) -> None:
+    if not ok:
+        raise InputError(key, value, domain)
