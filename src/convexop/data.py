@@ -49,7 +49,8 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
              "version": __version__, "seed": int(seed), "law": law,
              "reference_method": family.reference_method,
              "reference_error": float(family.reference_error())}
-    return Dataset(params, np.asarray(targets, dtype=np.float64), np.asarray(family.points), attrs)
+    dtype = getattr(family, "target_dtype", np.float64)  # large path-wise targets may use float32
+    return Dataset(params, np.asarray(targets, dtype=dtype), np.asarray(family.points), attrs)
 
 
 def check_output_path(path: str | Path, force: bool = False) -> Path:
