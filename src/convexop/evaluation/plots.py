@@ -42,7 +42,8 @@ def test_instances(model: OperatorModel, run_dir: Path, out: Path, count: int = 
     """Prediction vs reference vs best in-basis approximation on `count` test instances (1-D families)."""
     family = model.family
     data = read_dataset(run_dir / "test.h5", family)
-    pick = np.linspace(0, len(data.params) - 1, count).astype(int)
+    order = np.argsort(data.params[:, 0])  # smallest, middle and largest first parameter
+    pick = order[np.linspace(0, len(order) - 1, count).astype(int)]
     theta = torch.as_tensor(data.params[pick], dtype=torch.float32)
     model.eval()
     torch.manual_seed(0)

@@ -8,6 +8,10 @@ Unrolled form (the authors'): depth L untied layers, each a learned, relaxed for
     out = P prox_f E( A_{L+1} x_L )
 
 with the family's P prox_f E as the activation. Parameters: L R (R + 2M + 1) + R^2.
+Equilibrium form (mode "equilibrium"): one weight-tied layer T iterated to its fixed point
+x* = T(x*) (Anderson or Picard; `depth` iterations at most while training, `inference_iterations`
+at inference), gradients by implicit differentiation, a phantom k-step gradient or unrolling.
+Parameters: R (R + 2M + 1) + R^2.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import math
 
 import torch
 
+from ..equilibrium import BACKWARDS, SOLVERS, SolveStats, equilibrium_output
 from ..errors import InputError
 from ..families import Family
 from .base import OperatorModel
 
 INITIALISATIONS = ("authors", "scaled", "forward-backward")
 STARTS = ("random", "zero")
+MODES = ("unrolled", "equilibrium")
 
 
 class GEO(OperatorModel, name="geo"):
@@ -35,25 +41,44 @@ class GEO(OperatorModel, name="geo"):
 
     def __init__(self, family: Family, depth: int = 10, width: int = 20, gamma: float = 0.5,
                  init: str = "authors", init_std: float = 0.01, start_std: float = 0.01,
-                 mode: str = "unrolled", step: float | None = None) -> None:
+                 mode: str = "unrolled", step: float | None = None, solver: str = "anderson",
+                 backward: str = "implicit", inference_iterations: int = 100, tol: float = 1e-5,
+                 contraction: float = 0.0, jacobian_penalty: float = 0.0, phantom_steps: int = 5) -> None:
         _check(isinstance(depth, int) and 1 <= depth <= 1000, "depth", depth, "integers in [1, 1000]")
         _check(isinstance(width, int) and 1 <= width <= 10000, "width", width, "integers in [1, 10000]")
         _check(0.0 <= gamma < 1.0, "gamma", gamma, "[0, 1)")
         _check(init in INITIALISATIONS, "init", init, "one of " + ", ".join(INITIALISATIONS))
         _check(init_std > 0 and math.isfinite(init_std), "init_std", init_std, "(0, inf)")
         _check(start_std >= 0 and math.isfinite(start_std), "start_std", start_std, "[0, inf)")
-        _check(mode == "unrolled", "mode", mode, "unrolled")
+        _check(mode in MODES, "mode", mode, "one of " + ", ".join(MODES))
+        _check(solver in SOLVERS, "solver", solver, "one of " + ", ".join(SOLVERS))
+        _check(backward in BACKWARDS, "backward", backward, "one of " + ", ".join(BACKWARDS))
+        _check(isinstance(inference_iterations, int) and inference_iterations >= 1,
+               "inference_iterations", inference_iterations, "integers >= 1")
+        _check(0 < tol < 1, "tol", tol, "(0, 1)")
+        _check(0 <= contraction < 1, "contraction", contraction, "[0, 1) (0 switches it off)")
+        _check(jacobian_penalty >= 0, "jacobian_penalty", jacobian_penalty, "[0, inf)")
+        _check(isinstance(phantom_steps, int) and phantom_steps >= 1, "phantom_steps", phantom_steps, "integers >= 1")
         super().__init__(family, depth=depth, width=width, gamma=gamma, init=init, init_std=init_std,
-                         start_std=start_std, mode=mode, step=step)
+                         start_std=start_std, mode=mode, step=step, solver=solver, backward=backward,
+                         inference_iterations=inference_iterations, tol=tol, contraction=contraction,
+                         jacobian_penalty=jacobian_penalty, phantom_steps=phantom_steps)
         rank = family.rank
         self.depth, self.width, self.gamma, self.start_std = depth, width, gamma, start_std
-        self.A = torch.nn.Parameter(torch.empty(depth, rank, rank))
-        self.B = torch.nn.Parameter(torch.empty(depth, rank, width))
-        self.offsets = torch.nn.Parameter(torch.empty(depth, width, rank))
-        self.bias = torch.nn.Parameter(torch.empty(depth, rank))
+        self.mode, self.solver, self.backward = mode, solver, backward
+        self.inference_iterations, self.tol = inference_iterations, tol
+        self.contraction, self.jacobian_penalty = contraction, jacobian_penalty
+        self.phantom_steps = phantom_steps
+        layers = 1 if mode == "equilibrium" else depth
+        self.A = torch.nn.Parameter(torch.empty(layers, rank, rank))
+        self.B = torch.nn.Parameter(torch.empty(layers, rank, width))
+        self.offsets = torch.nn.Parameter(torch.empty(layers, width, rank))
+        self.bias = torch.nn.Parameter(torch.empty(layers, rank))
         self.readout = torch.nn.Parameter(torch.empty(rank, rank))
         self.start = "random"
         self.draws = 1
+        self.last_stats: SolveStats | None = None
+        self.auxiliary_loss: torch.Tensor | None = None
         self._initialise(init, init_std, step if step is not None else getattr(family, "step_hint", 1.0))
 
     @torch.no_grad()
@@ -92,12 +117,34 @@ class GEO(OperatorModel, name="geo"):
             return torch.zeros(1, self.family.rank, dtype=dtype, device=device)
         return self.start_std * torch.randn(1, self.family.rank, dtype=dtype, device=device)
 
+    def matrix(self, index: int) -> torch.Tensor:
+        """A_l, rescaled to spectral norm <= contraction when that safeguard is on."""
+        a = self.A[index]
+        if self.contraction > 0:
+            norm = torch.linalg.matrix_norm(a, ord=2)
+            a = a * torch.clamp(self.contraction / norm.clamp_min(1e-12), max=1.0)
+        return a
+
     def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R)."""
         queries = x[:, None, :] + self.offsets[index][None]  # (batch, M, R)
         q = self.family.g(queries, theta)  # (batch, M)
-        z = x @ self.A[index].T + q @ self.B[index].T + self.bias[index]
+        z = x @ self.matrix(index).T + q @ self.B[index].T + self.bias[index]
         return self.gamma * x + (1.0 - self.gamma) * self.family.activation(z)
+
+    def fixed_point(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Equilibrium mode: x* = T(x*) from the start x, statistics in `last_stats`."""
+        budget = self.depth if self.training else self.inference_iterations
+        x, self.last_stats = equilibrium_output(lambda z: self.layer(0, z, theta), x.contiguous(),
+                                                solver=self.solver, max_iter=budget, abs_tol=self.tol,
+                                                rel_tol=self.tol, backward=self.backward,
+                                                phantom_steps=self.phantom_steps)
+        if self.training and self.jacobian_penalty > 0 and torch.is_grad_enabled():
+            anchor = x.detach().requires_grad_(True)
+            probe = torch.randn_like(anchor)
+            vjp = torch.autograd.grad(self.layer(0, anchor, theta), anchor, probe, create_graph=True)[0]
+            self.auxiliary_loss = self.jacobian_penalty * vjp.pow(2).sum(-1).mean()
+        return x
 
     def coefficients(self, theta: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """theta: (batch, P) -> (batch, R). `self.draws` > 1 averages over random starts."""
@@ -105,8 +152,11 @@ class GEO(OperatorModel, name="geo"):
         for _ in range(self.draws if start is None else 1):
             x = start if start is not None else self.initial_state(theta.shape[0], self.A.dtype, self.A.device)
             x = x.expand(theta.shape[0], -1)
-            for index in range(self.depth):
-                x = self.layer(index, x, theta)
+            if self.mode == "equilibrium":
+                x = self.fixed_point(x, theta)
+            else:
+                for index in range(self.depth):
+                    x = self.layer(index, x, theta)
             outputs.append(self.family.activation(x @ self.readout.T))
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
 

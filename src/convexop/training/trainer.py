@@ -93,11 +93,13 @@ class Trainer:
             self.cursor += self.config.batch_size
             theta, target = self.train.theta[index], self.train.targets[index]
             loss = self.model.family.error(self.model.values(theta), target).mean()
+            auxiliary = getattr(self.model, "auxiliary_loss", None)
+            objective = loss + auxiliary if auxiliary is not None else loss
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {self.step + 1}; "
                                        "lower lr or change init")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
