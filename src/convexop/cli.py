@@ -153,6 +153,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .evaluation.bench import run_bench
+
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
+    results = run_bench(args.out, quick=args.quick, only=only,
+                        callback=lambda name: print(f"bench: {name} ...", flush=True))
+    print((Path(args.out) / "RESULTS.md").read_text())
+    missed = [r for r in results["rows"] if r["met"] is False]
+    print(f"{len(missed)} target(s) missed" if missed else "all targets met")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convexop", description="Learned solution operators for families of convex programs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -182,11 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and evaluate the default GEO on heat-pde, with plots")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("bench", help="run the benchmarks, write results.json and RESULTS.md")
+    p.add_argument("--quick", action="store_true", help="small budgets: checks the pipeline, not the targets")
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--only", help="comma-separated case names")
     return parser
 
 
 COMMANDS = {"families": cmd_families, "generate": cmd_generate, "train": cmd_train,
-            "evaluate": cmd_evaluate, "solve": cmd_solve, "demo": cmd_demo}
+            "evaluate": cmd_evaluate, "solve": cmd_solve, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

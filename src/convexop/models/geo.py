@@ -42,7 +42,7 @@ class GEO(OperatorModel, name="geo"):
     def __init__(self, family: Family, depth: int = 10, width: int = 20, gamma: float = 0.5,
                  init: str = "authors", init_std: float = 0.01, start_std: float = 0.01,
                  mode: str = "unrolled", step: float | None = None, solver: str = "anderson",
-                 backward: str = "implicit", inference_iterations: int = 100, tol: float = 1e-5,
+                 backward: str = "phantom", inference_iterations: int = 100, tol: float = 1e-5,
                  contraction: float = 0.0, jacobian_penalty: float = 0.0, phantom_steps: int = 5) -> None:
         _check(isinstance(depth, int) and 1 <= depth <= 1000, "depth", depth, "integers in [1, 1000]")
         _check(isinstance(width, int) and 1 <= width <= 10000, "width", width, "integers in [1, 10000]")

@@ -39,6 +39,11 @@ def minimise_over_box(loss: Loss, lower: torch.Tensor, upper: torch.Tensor, x0: 
     lower, upper: (R,) or (batch, R); x0: (batch, R); lipschitz: (batch,) bound on grad's constant.
     Returns (x, residual) with residual the prox-gradient residual at step 1/lipschitz.
     """
+    with torch.enable_grad():  # gradients of the loss are needed even under no_grad callers
+        return _minimise_over_box(loss, lower, upper, x0, lipschitz, tol, warm_iterations, newton_iterations)
+
+
+def _minimise_over_box(loss, lower, upper, x0, lipschitz, tol, warm_iterations, newton_iterations):
     lower = torch.broadcast_to(lower, x0.shape)
     upper = torch.broadcast_to(upper, x0.shape)
     step = (1.0 / lipschitz)[:, None]

@@ -24,6 +24,7 @@ class TrainingConfig:
     steps: int = 2000
     batch_size: int = 400
     lr: float = 1e-3
+    grad_clip: float = 0.0
     schedule: str = "cosine"
     seed: int = 0
     device: str = "cpu"
@@ -39,6 +40,7 @@ class TrainingConfig:
         _need(self.steps >= 1, "steps", self.steps, "integers >= 1")
         _need(self.batch_size >= 1, "batch_size", self.batch_size, "integers >= 1")
         _need(0 < self.lr < 10 and math.isfinite(self.lr), "lr", self.lr, "(0, 10)")
+        _need(self.grad_clip >= 0, "grad_clip", self.grad_clip, "[0, inf) (0 switches clipping off)")
         _need(self.schedule in SCHEDULES, "schedule", self.schedule, "one of " + ", ".join(SCHEDULES))
         _need(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device, "cpu, cuda, cuda:N")
         _need(self.eval_every >= 1, "eval_every", self.eval_every, "integers >= 1")

@@ -100,6 +100,8 @@ class Trainer:
                                        "lower lr or change init")
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
