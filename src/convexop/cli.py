@@ -112,6 +112,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_solve(args) -> int:
     from .data import check_output_path
+    from .evaluation.polish import DEFAULT_ITERATIONS, check_settings
     from .evaluation.solve import read_instances, solve_instances
     from .families import get_family
     from .models.base import atomic_write_bytes, from_checkpoint
@@ -121,16 +122,30 @@ def cmd_solve(args) -> int:
     family = get_family(config.family, **config.family_config)
     instances = read_instances(args.instances)
     out = check_output_path(args.out, force=True)
+    if args.polish is None and args.polish_iterations is not None:
+        raise InputError("--polish-iterations", args.polish_iterations, "", "only meaningful with --polish TOL")
     if args.polish is not None:
         if not family.exact:
             raise InputError("--polish", args.polish, "",
                              f"{family.name} is not an exact convex program (its target is not argmin f + g), "
                              "so there is nothing to polish towards")
-        raise InputError("--polish", args.polish, "", "polishing is not available yet for " + family.name)
+        check_settings(args.polish, DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations)
     model = from_checkpoint(args.run_dir, family=family)
-    result = solve_instances(model, instances, start=args.start)
+    budget = DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations
+    result = solve_instances(model, instances, start=args.start, polish_tol=args.polish, polish_iterations=budget)
     atomic_write_bytes(out, json.dumps(result).encode())
-    print(f"solved {len(result['instances'])} instances -> {out}")
+    answers = result["instances"]
+    if args.polish is None:
+        print(f"solved {len(answers)} instances -> {out}")
+        return 0
+    polished = sum(a["status"] == "polished" for a in answers)
+    steps = sum(a["iterations"] for a in answers)
+    print(f"solved {len(answers)} instances, polished {polished} to residual <= {args.polish:g} "
+          f"({steps} forward-backward steps in all) -> {out}")
+    missed = len(answers) - polished
+    if missed:
+        sys.stderr.write(f"convexop: warning: {missed} of {len(answers)} instances not_converged within "
+                         f"{budget} iterations (residual > {args.polish:g}; see their status)\n")
     return 0
 
 
@@ -189,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--instances", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--polish", type=float)
+    p.add_argument("--polish", type=float, metavar="TOL",
+                   help="polish exact families' answers until their residual is <= TOL")
+    p.add_argument("--polish-iterations", type=int, metavar="N",
+                   help="forward-backward budget per instance for --polish (default 10000)")
     p.add_argument("--start", choices=("zero", "random"), default="zero")
     p = sub.add_parser("demo", help="train and evaluate the default GEO on heat-pde, with plots")
     p.add_argument("--out", default="runs/demo")
@@ -203,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"families": cmd_families, "generate": cmd_generate, "train": cmd_train,
             "evaluate": cmd_evaluate, "solve": cmd_solve, "demo": cmd_demo, "bench": cmd_bench}
+
+
 
 
 def main(argv: list[str] | None = None) -> int:

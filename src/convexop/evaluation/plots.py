@@ -76,3 +76,17 @@ def error_against_parameter(per_instance_mse: np.ndarray, parameter: np.ndarray,
     axis.legend()
     axis.grid(alpha=0.3)
     return _save(figure, out)
+
+
+def error_against_iterations(iterations: list[int], mse: list[float], residual: list[float], out: Path,
+                             unrolled_mse: float | None = None) -> Path:
+    """Test-time compute of an equilibrium model: test MSE and fixed-point residual per budget."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.loglog(iterations, mse, "o-", label="test MSE")
+    axis.loglog(iterations, residual, "s--", label="fixed-point residual (mean)")
+    if unrolled_mse is not None:
+        axis.axhline(unrolled_mse, color="k", lw=1, ls=":", label="unrolled GEO test MSE")
+    axis.set_xlabel("inference iterations (Anderson)")
+    axis.legend()
+    axis.grid(alpha=0.3, which="both")
+    return _save(figure, out)

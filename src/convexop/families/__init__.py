@@ -1,6 +1,7 @@
 """Registered families. Import order defines the listing order of `convexop families`."""
 
 from .base import Family, Parameter, get_family
+from .elliptic_pde import EllipticPDE
 from .heat_pde import HeatPDE
 from .toy_box import ToyBox
 

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from ..basis import Basis
+from ..certificates import CompositeProgram
 from ..errors import InputError
+from ..prox import Box
 
 
 @dataclass(frozen=True)
@@ -198,9 +200,27 @@ class Family(torch.nn.Module):
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return self.f_value(x) + self.g(x, theta)
 
+    def program(self, theta: torch.Tensor) -> CompositeProgram | None:
+        """The in-basis program min_x f(E x) + g_theta(E x) of the instances theta (batch, P), split
+        into a smooth part and a part with an exact prox in coefficient space (see certificates.py);
+        None for supervised families, where certificates and polishing do not apply.
+
+        Default: for an exact family whose f o E is the indicator of a coordinate box, declared by
+        (R,) tensor attributes `lower` and `upper` (+-inf where unbounded), the box program with g as
+        the smooth part and `self.lipschitz(theta)` (batch,) as its step bound when the family has
+        one (else solvers backtrack). Other exact families override this method.
+        """
+        lower, upper = getattr(self, "lower", None), getattr(self, "upper", None)
+        if not (self.exact and isinstance(lower, torch.Tensor) and isinstance(upper, torch.Tensor)):
+            return None
+        lipschitz = self.lipschitz(theta) if callable(getattr(self, "lipschitz", None)) else None
+        return CompositeProgram(lambda x: self.g(x, theta), Box(lower, upper), lipschitz)
+
     def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
-        """(batch,) prox-gradient residual of the in-basis program (exact families), else None."""
-        return None
+        """(batch,) prox-gradient residual ||x - prox_{t h}(x - t grad S(x))|| / t of the in-basis
+        program (`program(theta)`, step t = program.step) for exact families, else None."""
+        program = self.program(theta)
+        return None if program is None else program.residual(x)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         """Family-specific fields of one `solve` answer (e.g. hedging's price)."""

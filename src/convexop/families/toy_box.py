@@ -15,7 +15,7 @@ import torch
 
 from ..basis import Basis
 from ..errors import InputError
-from ..references.box_newton import box_residual, minimise_over_box
+from ..references.box_newton import minimise_over_box
 from .base import Family, Parameter
 
 
@@ -81,11 +81,6 @@ class ToyBox(Family):
         """(batch,) bound on the Lipschitz constant of grad g: lambda_max(A) + max beta_i^2."""
         p = self.split_theta(theta)
         return torch.linalg.eigvalsh(p["A"])[:, -1].clamp_min(0) + (p["beta"] ** 2).max(dim=1).values + 1e-12
-
-    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """|| x - clip(x - grad g(x) / L) ||, L = lipschitz(theta): zero exactly at the box minimiser."""
-        step = (1.0 / self.lipschitz(theta))[:, None]
-        return box_residual(lambda z: self.g(z, theta), x, self.lower.to(x.dtype), self.upper.to(x.dtype), step)
 
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
         """(n, 2) exact box minimisers."""
