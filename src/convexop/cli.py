@@ -93,6 +93,7 @@ def cmd_train(args) -> int:
         if not out.parent.is_dir():
             raise InputError("--out", str(out), "", f"folder {out.parent} does not exist")
     assert config.family in Family.registry
+    get_family(config.family, **config.family_config)  # bad family keys fail here, before the progress bar
     callback = _progress_callback(config.training.steps, f"train {config.model} on {config.family}")
     _, history = train_run(config, out, resume=args.resume, callback=callback)
     last = history[-1]

@@ -3,6 +3,7 @@
 from .base import Family, Parameter, get_family
 from .elliptic_pde import EllipticPDE
 from .heat_pde import HeatPDE
+from .hedging import Hedging
 from .toy_box import ToyBox
 
 registered_names = tuple(Family.registry)
