@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .study_cli import add_study_parser, run_study
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,11 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small budgets: checks the pipeline, not the targets")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--only", help="comma-separated case names")
+    add_study_parser(sub)
     return parser
 
 
 COMMANDS = {"families": cmd_families, "generate": cmd_generate, "train": cmd_train,
             "evaluate": cmd_evaluate, "solve": cmd_solve, "demo": cmd_demo, "bench": cmd_bench}
+COMMANDS["study"] = run_study
 
 
 

@@ -4,8 +4,9 @@ from .base import Family, Parameter, get_family
 from .elliptic_pde import EllipticPDE
 from .heat_pde import HeatPDE
 from .hedging import Hedging
+from .operator_learning import Antiderivative, Burgers, DiffusionReaction
 from .toy_box import ToyBox
 
 registered_names = tuple(Family.registry)
 
-__all__ = ["Family", "Parameter", "get_family", "HeatPDE", "ToyBox", "registered_names"]
+__all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE", "HeatPDE", "Hedging", "ToyBox", "registered_names"]

@@ -106,7 +106,7 @@ def resolve_config(family_cls: type[Family], model: str, overrides: dict[str, st
     defaults = family_cls.default_training()
     family_config = dict(family_keys) | defaults.get("family", {})
     model_kwargs = dict(model_keys) | (defaults.get("model", {}) if model == "geo" else defaults.get(model, {}))
-    training = dict(training_keys) | defaults.get("training", {})
+    training = dict(training_keys) | defaults.get("training", {}) | defaults.get(f"training_{model}", {})
     for key, text in overrides.items():
         if key in family_keys:
             family_config[key] = parse_value(key, text, family_keys[key])
