@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, one_line
 from .study_cli import add_study_parser, run_study
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        sys.stderr.write(f"convexop: error: {message}\n")
+        sys.stderr.write(f"convexop: error: {one_line(message)}\n")
         raise SystemExit(2)
 
 
@@ -31,10 +32,12 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 def _progress_callback(total: int, desc: str):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
-    state = {"last": 0}
+    state = {"last": 0, "bar": None}
 
-    def callback(row):
+    def callback(row):  # the bar appears with the first evaluation, after every input check passed
+        if state["bar"] is None:
+            state["bar"] = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+        bar = state["bar"]
         bar.update(row["step"] - state["last"])
         state["last"] = row["step"]
         bar.set_postfix(train=f"{row['train_mse']:.2e}", test=f"{row['test_mse']:.2e}")
@@ -62,50 +65,103 @@ def cmd_generate(args) -> int:
 
     from . import data
     from .families import get_family
+    from .shards import parse_shard
 
     family = get_family(args.family)
-    if args.n < 1:
-        raise InputError("--n", args.n, "integers >= 1")
+    if not 1 <= args.n <= data.MAX_INSTANCES:
+        raise InputError("--n", args.n, f"integers in [1, {data.MAX_INSTANCES}] (split larger sets with --shard)")
+    if not 0 <= args.seed <= data.MAX_SEED:
+        raise InputError("--seed", args.seed, f"integers in [0, {data.MAX_SEED}]")
+    shard = None if args.shard is None else parse_shard(args.shard)
+    if shard is not None and shard[1] > args.n:
+        raise InputError("--shard", args.shard, f"i/k with 0 <= i < k <= --n = {args.n}")
     path = data.check_output_path(args.out, args.force)
     if args.law not in family.laws:
         raise InputError("--law", args.law, "one of " + ", ".join(family.laws))
-    bar = tqdm(total=args.n, desc=f"solving {family.name}", unit="inst", file=sys.stderr, dynamic_ncols=True)
-    dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update)
+    count = args.n if shard is None else (shard[0] + 1) * args.n // shard[1] - shard[0] * args.n // shard[1]
+    bar = tqdm(total=count, desc=f"solving {family.name}", unit="inst", file=sys.stderr, dynamic_ncols=True)
+    dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update, shard=shard)
     bar.close()
     digest = data.write_dataset(path, dataset)
-    print(f"wrote {path}: {args.n} instances of {family.name} (law {args.law}, seed {args.seed}), "
+    part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: instances {dataset.attrs['shard_offset']}.." \
+                                    f"{dataset.attrs['shard_offset'] + count - 1})"
+    print(f"wrote {path}: {count} of {args.n} instances{part} of {family.name} (law {args.law}, seed {args.seed}), "
           f"reference {dataset.attrs['reference_method']}, sha256 {digest[:16]}")
     return 0
 
 
+def cmd_merge(args) -> int:
+    from . import data
+    from .shards import merge_files
+
+    path = data.check_output_path(args.out, args.force)
+    resolved = {Path(p).resolve() for p in args.shards}
+    if path.resolve() in resolved:
+        raise InputError("OUT", str(path), "", "is one of the shards; give a new file name")
+    merged, digest = merge_files(path, args.shards)
+    print(f"merged {len(args.shards)} shards -> {path}: {len(merged.params)} instances of "
+          f"{merged.attrs['family']} (seed {merged.attrs['seed']}), sha256 {digest[:16]}")
+    return 0
+
+
+def _check_run_folder(out: Path) -> None:
+    """A new run goes into a missing or empty folder whose parent exists."""
+    if "\x00" in str(out):
+        raise InputError("--out", str(out), "", "not a usable path (embedded NUL byte)")
+    try:
+        exists, is_dir, parent_ok = out.exists(), out.is_dir(), out.parent.is_dir()
+    except (ValueError, OSError) as error:
+        raise InputError("--out", str(out), "", f"not a usable path ({error})") from None
+    if exists and not is_dir:
+        raise InputError("--out", str(out), "", "is a file; a run needs a folder")
+    if exists and any(out.iterdir()):
+        raise InputError("--out", str(out), "", "run directory exists and is not empty (use --resume)")
+    if not parent_ok:
+        raise InputError("--out", str(out), "", f"folder {out.parent} does not exist")
+
+
 def cmd_train(args) -> int:
-    from .families import Family, get_family
+    from .families import get_family
+    from .training import distributed
     from .training.config import resolve_config
-    from .training.run import load_config, train_run
+    from .training.run import build_checked, load_config, train_run
 
     out = Path(args.out)
     if args.resume:
         config = load_config(out)
+        if args.family != config.family:
+            raise InputError("family", args.family, "", f"the run in {out} trains {config.family}")
+        if args.model is not None and args.model != config.model:
+            raise InputError("--model", args.model, "", f"the run in {out} trains {config.model}")
+        if args.set:
+            raise InputError("--set", args.set[0], "", "a resumed run keeps its config.json settings")
     else:
         family_cls = type(get_family(args.family))
-        config = resolve_config(family_cls, args.model, _overrides(args.set))
-        if out.exists() and any(out.iterdir()):
-            raise InputError("--out", str(out), "", "run directory exists and is not empty (use --resume)")
-        if not out.parent.is_dir():
-            raise InputError("--out", str(out), "", f"folder {out.parent} does not exist")
-    assert config.family in Family.registry
-    get_family(config.family, **config.family_config)  # bad family keys fail here, before the progress bar
-    callback = _progress_callback(config.training.steps, f"train {config.model} on {config.family}")
+        config = resolve_config(family_cls, args.model or "geo", _overrides(args.set))
+        get_family(config.family, **config.family_config)  # bad family keys fail before any output
+        if distributed.world_size() == 1 or os.environ.get("RANK", "0") == "0":
+            _check_run_folder(out)  # other ranks start once rank 0 may have created it
+    build_checked(config)  # every model and training setting, before any output
+    main_process = os.environ.get("RANK", "0") == "0"
+    callback = _progress_callback(config.training.steps, f"train {config.model} on {config.family}") \
+        if main_process else None
     _, history = train_run(config, out, resume=args.resume, callback=callback)
     last = history[-1]
-    print(f"trained {config.model} on {config.family}: {last['step']} steps, train MSE {last['train_mse']:.3e}, "
-          f"test MSE {last['test_mse']:.3e}, test relative L2 {100 * last['test_relative_l2']:.2f}% -> {out}")
+    if main_process:
+        world = distributed.world_size()
+        processes = f" on {world} processes" if world > 1 else ""
+        print(f"trained {config.model} on {config.family}{processes}: {last['step']} steps, "
+              f"train MSE {last['train_mse']:.3e}, test MSE {last['test_mse']:.3e}, "
+              f"test relative L2 {100 * last['test_relative_l2']:.2f}% -> {out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from .data import check_output_path
     from .evaluation.metrics import evaluate_run
 
+    if args.out is not None:
+        check_output_path(args.out, force=True)
     metrics = evaluate_run(args.run_dir, args.out)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("test",)} |
                      {"test": {k: v for k, v in metrics["test"].items() if k != "per_instance_mse"}}, indent=2))
@@ -115,14 +171,13 @@ def cmd_evaluate(args) -> int:
 def cmd_solve(args) -> int:
     from .data import check_output_path
     from .evaluation.polish import DEFAULT_ITERATIONS, check_settings
-    from .evaluation.solve import read_instances, solve_instances
+    from .evaluation.solve import solve_file
     from .families import get_family
-    from .models.base import atomic_write_bytes, from_checkpoint
+    from .models.base import from_checkpoint
     from .training.run import load_config
 
     config = load_config(Path(args.run_dir))
     family = get_family(config.family, **config.family_config)
-    instances = read_instances(args.instances)
     out = check_output_path(args.out, force=True)
     if args.polish is None and args.polish_iterations is not None:
         raise InputError("--polish-iterations", args.polish_iterations, "", "only meaningful with --polish TOL")
@@ -134,19 +189,19 @@ def cmd_solve(args) -> int:
         check_settings(args.polish, DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations)
     model = from_checkpoint(args.run_dir, family=family)
     budget = DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations
-    result = solve_instances(model, instances, start=args.start, polish_tol=args.polish, polish_iterations=budget)
-    atomic_write_bytes(out, json.dumps(result).encode())
-    answers = result["instances"]
+    summary = solve_file(model, args.instances, out, start=args.start, polish_tol=args.polish,
+                         polish_iterations=budget)  # batches in, batches out: bounded memory
+    n = summary["n"]
     if args.polish is None:
-        print(f"solved {len(answers)} instances -> {out}")
+        print(f"solved {n} instances -> {out}")
         return 0
-    polished = sum(a["status"] == "polished" for a in answers)
-    steps = sum(a["iterations"] for a in answers)
-    print(f"solved {len(answers)} instances, polished {polished} to residual <= {args.polish:g} "
+    polished = summary["status"].get("polished", 0)
+    steps = summary["iterations"]
+    print(f"solved {n} instances, polished {polished} to residual <= {args.polish:g} "
           f"({steps} forward-backward steps in all) -> {out}")
-    missed = len(answers) - polished
+    missed = n - polished
     if missed:
-        sys.stderr.write(f"convexop: warning: {missed} of {len(answers)} instances not_converged within "
+        sys.stderr.write(f"convexop: warning: {missed} of {n} instances not_converged within "
                          f"{budget} iterations (residual > {args.polish:g}; see their status)\n")
     return 0
 
@@ -157,9 +212,20 @@ def cmd_demo(args) -> int:
     from .training.config import resolve_config
 
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
     steps = resolve_config(HeatPDE, "geo", _overrides(args.set)).training.steps
+    if "\x00" in str(out):
+        raise InputError("--out", str(out), "", "not a usable path (embedded NUL byte)")
+    try:
+        exists, is_dir = out.exists(), out.is_dir()
+    except (ValueError, OSError) as error:
+        raise InputError("--out", str(out), "", f"not a usable path ({error})") from None
+    if exists and not is_dir:
+        raise InputError("--out", str(out), "", "is a file; the demo writes a folder")
+    if exists and any(out.iterdir()):
+        if not (out / "config.json").is_file():  # never delete a folder the demo did not write
+            raise InputError("--out", str(out), "", "exists and is not an earlier demo run; "
+                             "give a new or empty folder")
+        shutil.rmtree(out)
     metrics = run_demo(out, _overrides(args.set), callback=_progress_callback(steps, "demo: GEO on heat-pde"))
     rows = table_rows(metrics)
     width = max(len(r[0]) for r in rows)
@@ -193,9 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--law", default="train")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p = sub.add_parser("train", help="train a model on a family")
+    p.add_argument("--shard", metavar="I/K",
+                   help="solve only the I-th of K contiguous slices (I from 0); join them with `merge`")
+    p = sub.add_parser("merge", help="join the shards of `generate --shard I/K` into one data set")
+    p.add_argument("out", metavar="OUT.h5")
+    p.add_argument("shards", nargs="+", metavar="SHARD")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = sub.add_parser("train", help="train a model on a family (under torchrun: data-parallel)")
     p.add_argument("family")
-    p.add_argument("--model", default="geo")
+    p.add_argument("--model", default=None, help="geo (default), deeponet, fno or mlp")
     p.add_argument("--out", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true")
@@ -222,11 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"families": cmd_families, "generate": cmd_generate, "train": cmd_train,
+COMMANDS = {"families": cmd_families, "generate": cmd_generate, "merge": cmd_merge, "train": cmd_train,
             "evaluate": cmd_evaluate, "solve": cmd_solve, "demo": cmd_demo, "bench": cmd_bench}
+
+
 COMMANDS["study"] = run_study
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"convexop: error: {error}\n")
         return 2
     except TrainingDiverged as error:
-        sys.stderr.write(f"convexop: training diverged: {error}\n")
+        sys.stderr.write(f"convexop: training diverged: {one_line(str(error))}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("convexop: interrupted\n")

@@ -10,7 +10,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,12 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .families import Family
+from .models.base import temporary_path
+from .versioning import check_compatible
+
+MAX_INSTANCES = 100_000_000  # per file; larger sets are generated as shards (`generate --shard i/n`)
+MAX_SEED = 2**32 - 1
+SHARD_ATTRS = ("shard_index", "shard_count", "shard_offset", "n_total")
 
 
 @dataclass
@@ -38,29 +43,53 @@ def array_digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def generate(family: Family, n: int, seed: int, law: str = "train", progress=None) -> Dataset:
-    """Draw n instances from `law` with `seed` and solve them with the family's reference."""
-    if not isinstance(n, int) or n < 1:
-        raise InputError("n", n, "integers >= 1")
+def generate(family: Family, n: int, seed: int, law: str = "train", progress=None,
+             shard: tuple[int, int] | None = None) -> Dataset:
+    """Draw n instances from `law` with `seed` and solve them with the family's reference.
+
+    shard (i, k): all n parameters are drawn as without it, and only the i-th of k contiguous
+    slices is solved, so the k shards merged in order (`convexop.shards.merge_shards`) equal the
+    unsharded set whenever the reference treats instances independently (toy-box, heat-pde).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_INSTANCES:
+        raise InputError("n", n, f"integers in [1, {MAX_INSTANCES}]")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise InputError("seed", seed, f"integers in [0, {MAX_SEED}]")
     rng = np.random.default_rng(seed)
     params = family.sample(n, rng, law)
+    extra: dict[str, Any] = {}
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(count, int) and isinstance(index, int) and 1 <= count <= n and 0 <= index < count):
+            raise InputError("shard", f"{index}/{count}", f"i/k with 0 <= i < k <= n = {n}")
+        start, stop = index * n // count, (index + 1) * n // count
+        params = params[start:stop]
+        extra = {"shard_index": index, "shard_count": count, "shard_offset": start, "n_total": n}
     targets = family.reference(params, progress=progress)
     attrs = {"family": family.name, "family_config": json.dumps(family.family_config()),
              "version": __version__, "seed": int(seed), "law": law,
              "reference_method": family.reference_method,
-             "reference_error": float(family.reference_error())}
+             "reference_error": float(family.reference_error())} | extra
     dtype = getattr(family, "target_dtype", np.float64)  # large path-wise targets may use float32
     return Dataset(params, np.asarray(targets, dtype=dtype), np.asarray(family.points), attrs)
 
 
 def check_output_path(path: str | Path, force: bool = False) -> Path:
     """Refuse an output path in a missing or read-only folder, or an existing file without force."""
+    if "\x00" in str(path):
+        raise InputError("--out", str(path), "", "not a usable path (embedded NUL byte)")
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    try:
+        folder_ok, is_folder = folder.is_dir(), path.is_dir()
+    except (ValueError, OSError) as error:  # embedded NUL bytes, names too long
+        raise InputError("--out", str(path), "", f"not a usable path ({error})") from None
+    if not folder_ok:
         raise InputError("--out", str(path), "", f"folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise InputError("--out", str(path), "", f"folder {folder} is not writable")
+    if is_folder:
+        raise InputError("--out", str(path), "", "is a folder; give a file name")
     if path.exists() and not force:
         raise InputError("--out", str(path), "", "file exists (use --force to overwrite)")
     return path
@@ -70,8 +99,7 @@ def write_dataset(path: str | Path, data: Dataset) -> str:
     """Write atomically; returns the sha256 of the arrays."""
     path = Path(path)
     digest = array_digest(data.params, data.targets, data.points)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    tmp = temporary_path(path)
     try:
         with h5py.File(tmp, "w", track_order=True) as h5:
             for name in ("params", "targets", "points"):
@@ -80,6 +108,8 @@ def write_dataset(path: str | Path, data: Dataset) -> str:
                 h5.attrs[key] = value
             h5.attrs["sha256"] = digest
             h5.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        with open(tmp, "rb") as stream:
+            os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -97,10 +127,34 @@ def read_dataset(path: str | Path, family: Family | None = None) -> Dataset:
         with h5py.File(path, "r") as h5:
             params, targets, points = (np.asarray(h5[k]) for k in ("params", "targets", "points"))
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()}
-    except (OSError, KeyError):
+            for name in ("family", "version", "sha256"):
+                if name not in attrs:
+                    raise KeyError(name)
+            digest = array_digest(params, targets, points)
+    except (OSError, KeyError, TypeError, ValueError):  # not HDF5, missing arrays/attributes, non-numeric
         raise InputError("dataset", str(path), "", "not a convexop HDF5 data set") from None
-    if array_digest(params, targets, points) != attrs.get("sha256"):
-        raise InputError("dataset", str(path), "", "arrays do not match their recorded sha256")
-    if family is not None and attrs.get("family") != family.name:
-        raise InputError("dataset", str(path), "", f"made for family {attrs.get('family')}, not {family.name}")
+    check_compatible(attrs["version"], f"dataset {path}: version")
+    if digest != attrs["sha256"]:
+        raise InputError("dataset", str(path), "", "arrays do not match their recorded sha256 "
+                         "(tampered, truncated or edited)")
+    if params.ndim != 2 or len(params) != len(targets):
+        raise InputError("dataset", str(path), "", f"params of shape {list(params.shape)} do not match "
+                         f"targets of shape {list(targets.shape)}")
+    if family is not None:
+        if attrs["family"] != family.name:
+            raise InputError("dataset", str(path), "", f"made for family {attrs['family']}, not {family.name}")
+        if params.shape[1] != family.theta_size:
+            raise InputError("dataset", str(path), "", f"has {params.shape[1]} parameters per instance; "
+                             f"{family.name} has {family.theta_size}")
+        stored = attrs.get("family_config")
+        if stored is not None and _canonical(stored) != _canonical(json.dumps(family.family_config())):
+            raise InputError("dataset", str(path), "", f"made with {family.name} configured as {stored}, "
+                             f"not {json.dumps(family.family_config())}")
     return Dataset(params, targets, points, attrs)
+
+
+def _canonical(config_json: str) -> str:
+    try:
+        return json.dumps(json.loads(config_json), sort_keys=True)
+    except (TypeError, ValueError):
+        return str(config_json)

@@ -18,4 +18,12 @@ class InputError(ValueError):
             message += f" is outside the allowed domain: {domain}"
         if detail:
             message += f" ({detail})" if domain else f": {detail}"
-        super().__init__(message)
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (user-given names may hold them)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)

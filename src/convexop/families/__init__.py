@@ -9,4 +9,5 @@ from .toy_box import ToyBox
 
 registered_names = tuple(Family.registry)
 
-__all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE", "HeatPDE", "Hedging", "ToyBox", "registered_names"]
+__all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE",
+           "HeatPDE", "Hedging", "ToyBox", "registered_names"]

@@ -71,7 +71,7 @@ class Parameter:
             raise InputError(self.name, value, self.domain())
         try:
             array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):  # OverflowError: ints beyond float64
             raise InputError(self.name, value, self.domain()) from None
         if array.shape != self.shape:
             raise InputError(self.name, value, self.domain(),

@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .. import __version__
 from ..errors import InputError
 from ..families import Family, get_family
+from ..versioning import check_compatible
 
 
 class OperatorModel(torch.nn.Module):
@@ -58,13 +59,22 @@ def build_model(name: str, family: Family, **kwargs: Any) -> OperatorModel:
     return OperatorModel.registry[name](family, **kwargs)
 
 
+def temporary_path(path: Path) -> Path:
+    """A fresh `.NAME.XXXX.tmp` beside `path` (not created: the writer creates it, with the usual
+    permissions); renamed over `path` once complete."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over `path`."""
     path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(tmp, "xb") as stream:
             stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -76,18 +86,9 @@ def save_model(model: OperatorModel, folder: Path, stem: str = "model") -> None:
     """folder/stem.safetensors + folder/stem.json (with the sha256 of the weights)."""
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    weights_path = folder / f"{stem}.safetensors"
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp)
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, weights_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    meta = model.metadata() | {"weights_sha256": digest}
+    weights = save(tensors)  # bytes: written with the usual permissions (save_file makes 0600 files)
+    atomic_write_bytes(folder / f"{stem}.safetensors", weights)
+    meta = model.metadata() | {"weights_sha256": hashlib.sha256(weights).hexdigest()}
     atomic_write_bytes(folder / f"{stem}.json", json.dumps(meta, indent=2).encode())
 
 
@@ -101,21 +102,45 @@ def from_checkpoint(folder: str | Path, stem: str = "model", family: Family | No
                          f"not a run: {meta_path.name} and {weights_path.name} are required")
     try:
         meta = json.loads(meta_path.read_text())
-        cls_name, kwargs = meta["class"], meta["init_kwargs"]
-        family_name, family_config = meta["family"], meta["family_config"]
-    except (ValueError, KeyError, TypeError):
+        cls_name, kwargs = meta["class"], dict(meta["init_kwargs"])
+        family_name, family_config = meta["family"], dict(meta["family_config"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InputError(str(meta_path), None, "", "malformed checkpoint metadata") from None
+    check_compatible(meta.get("package_version"), f"{meta_path}: package_version")
     if family is None:
-        family = get_family(family_name, **family_config)
+        try:
+            family = get_family(family_name, **family_config)
+        except (TypeError, ValueError) as error:  # unknown or out-of-range family keywords
+            raise InputError(f"{meta_path}: family_config", family_config, "",
+                             f"does not build family {family_name!r} ({error})") from None
     elif family.name != family_name:
         raise InputError("family", family.name, "", f"the checkpoint was trained on {family_name}")
+    elif _canonical(family.family_config()) != _canonical(family_config):
+        raise InputError("family_config", family.family_config(), "",
+                         f"the checkpoint was trained on {family_name} with {family_config}")
     digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     if digest != meta.get("weights_sha256"):
-        raise InputError(str(weights_path), None, "", "weights do not match their recorded sha256")
-    model = build_model(cls_name, family, **kwargs)
+        raise InputError(str(weights_path), None, "", "weights do not match their recorded sha256 "
+                         "(tampered, truncated or from another checkpoint)")
+    try:
+        model = build_model(cls_name, family, **kwargs)
+    except (TypeError, ValueError) as error:  # InputError is a ValueError
+        raise InputError(f"{meta_path}: class/init_kwargs", None, "",
+                         f"do not build model {cls_name!r} ({error})") from None
     try:
         state = load_file(str(weights_path))
-        model.load_state_dict(state)
     except Exception as error:  # safetensors raises several types on corrupt files
         raise InputError(str(weights_path), None, "", f"unreadable weights ({type(error).__name__})") from None
+    expected = model.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) or sorted(
+        k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape))
+    if wrong:
+        raise InputError(str(weights_path), None, "",
+                         f"weights do not fit the recorded {cls_name} (mismatched tensors: {', '.join(wrong[:4])})")
+    model.load_state_dict(state)
     return model.to(device)
+
+
+def _canonical(config: dict[str, Any]) -> str:
+    """Family keywords as JSON text, so a tuple and a list (as stored) compare equal."""
+    return json.dumps(config, sort_keys=True, default=str)

@@ -17,6 +17,8 @@ from ..families import Family
 from ..models.base import OperatorModel, build_model  # noqa: F401  (registration)
 
 SCHEDULES = ("constant", "cosine", "step")
+LOSSES = ("mse", "relative")
+MAX_SEED = 2**32 - 1  # numpy's legacy seed range, used by the trainer
 
 
 @dataclass
@@ -25,6 +27,8 @@ class TrainingConfig:
     batch_size: int = 400
     lr: float = 1e-3
     grad_clip: float = 0.0
+    loss: str = "mse"
+    loss_offset: float = 0.0
     schedule: str = "cosine"
     seed: int = 0
     device: str = "cpu"
@@ -35,18 +39,28 @@ class TrainingConfig:
     data_seed: int = 0
     test_law: str = "train"
     tensorboard: bool = True
+    max_rollbacks: int = 3
 
     def validate(self) -> None:
         _need(self.steps >= 1, "steps", self.steps, "integers >= 1")
         _need(self.batch_size >= 1, "batch_size", self.batch_size, "integers >= 1")
         _need(0 < self.lr < 10 and math.isfinite(self.lr), "lr", self.lr, "(0, 10)")
         _need(self.grad_clip >= 0, "grad_clip", self.grad_clip, "[0, inf) (0 switches clipping off)")
+        _need(self.loss in LOSSES, "loss", self.loss, "one of " + ", ".join(LOSSES))
+        _need(self.loss_offset >= 0 and math.isfinite(self.loss_offset), "loss_offset", self.loss_offset, "[0, inf)")
         _need(self.schedule in SCHEDULES, "schedule", self.schedule, "one of " + ", ".join(SCHEDULES))
         _need(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device, "cpu, cuda, cuda:N")
         _need(self.eval_every >= 1, "eval_every", self.eval_every, "integers >= 1")
         _need(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "integers >= 1")
         _need(self.n_instances >= 2, "n_instances", self.n_instances, "integers >= 2")
         _need(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "(0, 1)")
+        _need(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"integers in [0, {MAX_SEED}]")
+        _need(0 <= self.data_seed < MAX_SEED, "data_seed", self.data_seed, f"integers in [0, {MAX_SEED - 1}]")
+        _need(0 <= self.max_rollbacks <= 100, "max_rollbacks", self.max_rollbacks, "integers in [0, 100]")
+        n_test = max(1, round(self.n_instances * self.test_fraction))  # as prepare_data splits
+        _need(n_test < self.n_instances, "test_fraction", self.test_fraction,
+              f"(0, 1) leaving at least one of n_instances = {self.n_instances} for training")
+        _need(self.n_instances <= 100_000_000, "n_instances", self.n_instances, "integers in [2, 100000000]")
 
 
 @dataclass
@@ -93,7 +107,8 @@ def parse_value(key: str, text: str, like: Any) -> Any:
         return text
     except ValueError:
         kind = "true/false" if isinstance(like, bool) else type(like).__name__ if like is not None else "float"
-        raise InputError(key, text, f"a {kind}") from None
+        kind = {"int": "an integer", "float": "a finite float", "str": "a string"}.get(kind, f"a {kind}")
+        raise InputError(key, text, kind) from None
 
 
 def resolve_config(family_cls: type[Family], model: str, overrides: dict[str, str]) -> RunConfig:
@@ -125,3 +140,28 @@ def resolve_config(family_cls: type[Family], model: str, overrides: dict[str, st
 def _need(ok: bool, key: str, value: Any, domain: str) -> None:
     if not ok:
         raise InputError(key, value, domain)
+
+
+def check_loaded(config: RunConfig, where: str) -> RunConfig:
+    """Validate a configuration read from a file (config.json): every training key of the type of
+    its default (an int where a float is expected is accepted) and within its domain."""
+    for f in dataclasses.fields(TrainingConfig):
+        value, default = getattr(config.training, f.name), f.default
+        expected = float if isinstance(default, float) and not isinstance(default, bool) else type(default)
+        ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+            setattr(config.training, f.name, value)
+        if expected is float and ok and not math.isfinite(value):
+            ok = False
+        kind = {"int": "an integer", "float": "a finite float", "bool": "true or false", "str": "a string"}
+        _need(ok, f"{where}: training.{f.name}", value, kind.get(expected.__name__, expected.__name__))
+    for name, value in (("family", config.family), ("model", config.model)):
+        _need(isinstance(value, str), f"{where}: {name}", value, "a name")
+    if config.model not in OperatorModel.registry:
+        raise InputError(f"{where}: model", config.model, "one of " + ", ".join(sorted(OperatorModel.registry)))
+    try:
+        config.training.validate()
+    except InputError as error:
+        raise InputError(f"{where}: training.{error.field}", error.value, error.domain) from None
+    return config

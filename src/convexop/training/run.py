@@ -3,6 +3,10 @@
 The data set is drawn once per run (n_instances with data_seed; the first 1 - test_fraction by
 index train, the rest test, as the authors split). With test_law other than "train" the test set
 is drawn separately from that law (the paper's out-of-distribution tests).
+
+Under torchrun (training/distributed.py) every process validates the same configuration, rank 0
+alone writes config.json, the data sets, checkpoints and history, and the others read the data sets
+once rank 0 has written them.
 """
 
 from __future__ import annotations
@@ -18,19 +22,49 @@ import torch
 from .. import data as datasets
 from ..errors import InputError
 from ..families import Family, get_family
-from ..models.base import atomic_write_bytes, build_model
-from .config import RunConfig
+from ..models.base import OperatorModel, atomic_write_bytes, build_model
+from . import distributed
+from .config import RunConfig, check_loaded
 from .trainer import Split, Trainer
 
 
 def load_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (ValueError, OSError):  # NUL bytes, over-long names
+        found = False
+    if not found:
         raise InputError("run directory", str(run_dir), "", "not a run (config.json missing)")
     try:
-        return RunConfig.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text())
+        config = RunConfig.from_json(data)
+        if not all(isinstance(v, dict) for v in (config.family_config, config.model_kwargs)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
         raise InputError(str(path), None, "", "malformed run configuration") from None
+    return check_loaded(config, str(path))
+
+
+def build_checked(config: RunConfig) -> tuple[Family, OperatorModel]:
+    """Build the family and the model of `config`, turning every bad setting into an InputError
+    naming it; nothing is written. Used before any file of a run is created."""
+    check_device(config.training.device)
+    try:
+        family = get_family(config.family, **config.family_config)
+    except TypeError as error:  # unknown keyword in a hand-edited config.json
+        raise InputError("family_config", config.family_config, "", f"does not build {config.family} ({error})") from None
+    try:
+        model = build_model(config.model, family, **config.model_kwargs)
+    except TypeError as error:
+        raise InputError("model_kwargs", config.model_kwargs, "", f"do not build {config.model} ({error})") from None
+    t = config.training
+    if t.test_law != "train" and t.test_law not in family.laws:
+        raise InputError("test_law", t.test_law, "one of " + ", ".join(family.laws))
+    world = distributed.world_size()
+    if t.batch_size < world:
+        raise InputError("batch_size", t.batch_size, f"integers >= the number of processes ({world})")
+    return family, model
 
 
 def prepare_data(family: Family, config: RunConfig, run_dir: Path, progress=None) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -63,6 +97,16 @@ def to_split(data: datasets.Dataset, device: str) -> Split:
 def check_device(device: str) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("device", device, "cpu (no CUDA device is available here)")
+    if device.startswith("cuda:"):
+        index = device[5:]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise InputError("device", device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the `.NAME.*.tmp` files an atomic write leaves when a process is killed mid-write."""
+    for path in Path(run_dir).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
@@ -71,18 +115,28 @@ def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
     run_dir = Path(run_dir)
     if resume:
         config = load_config(run_dir)
-    check_device(config.training.device)
-    family = get_family(config.family, **config.family_config)
-    torch.manual_seed(config.training.seed)
-    np.random.seed(config.training.seed)
-    model = build_model(config.model, family, **config.model_kwargs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_json(), indent=2).encode())
-    train, test = prepare_data(family, config, run_dir, progress)
-    device = config.training.device
-    model = model.to(device)
-    trainer = Trainer(model, to_split(train, device), to_split(test, device), config.training,
-                      run_dir, callback)
-    history = trainer.fit(resume=resume)
+    build_checked(config)  # every setting checked before anything is written
+    context, device = distributed.setup(config.training.device)
+    try:
+        torch.manual_seed(config.training.seed)
+        np.random.seed(config.training.seed)
+        family = get_family(config.family, **config.family_config)
+        model = build_model(config.model, family, **config.model_kwargs)
+        if context.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                remove_stale_temporaries(run_dir)
+            else:
+                atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_json(), indent=2).encode())
+            train, test = prepare_data(family, config, run_dir, progress)
+        distributed.barrier(context)
+        if not context.main:
+            train, test = prepare_data(family, config, run_dir)
+        model = model.to(device)
+        trainer = Trainer(model, to_split(train, device), to_split(test, device), config.training,
+                          run_dir, callback if context.main else None, context)
+        history = trainer.fit(resume=resume)
+        distributed.barrier(context)
+    finally:
+        distributed.teardown(context)
     return model, history
