@@ -6,8 +6,9 @@ from .heat_pde import HeatPDE
 from .hedging import Hedging
 from .operator_learning import Antiderivative, Burgers, DiffusionReaction
 from .toy_box import ToyBox
+from .utility_max import UtilityMax
 
 registered_names = tuple(Family.registry)
 
 __all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE",
-           "HeatPDE", "Hedging", "ToyBox", "registered_names"]
+           "HeatPDE", "Hedging", "ToyBox", "UtilityMax", "registered_names"]

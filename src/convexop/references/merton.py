@@ -15,6 +15,10 @@ Equivalently X*_T = floor + (y H_T)^{-1/eta} with y fixed by the budget E[H_T X*
 a function of (t, W_t) only, so pi* is Markov in (t, W_t). The floor uses the bond at T (the
 authors' code used t_98: their quirk 4, fixed here).
 
+Also here: the authors' discrete wealth sum (affine in the strategy, so X_T = a + M x on a fixed
+sample), an exact-return wealth simulator for checking the closed form along paths, and the
+in-basis optimum of the sampled program (a log-barrier Newton method, with a CVXPY cross-check).
+
 Everything here is float64 numpy and vectorised over paths; `eta`, `floor` are scalars or arrays
 broadcastable against the path arrays (e.g. shape (n_instances, 1)).
 """
@@ -129,3 +133,117 @@ def utility(x, eta, floor):
     """U(y) = ((y - floor)^+ + 1e-5)^(1-eta) / (1-eta), broadcast."""
     eta = np.asarray(eta, np.float64)
     return (np.maximum(np.asarray(x) - floor, 0.0) + UTILITY_EPS) ** (1 - eta) / (1 - eta)
+
+
+def solve_sampled_program(constraints: np.ndarray, offset: float, matrix: np.ndarray, eta, floor,
+                          tol: float = 1e-9, max_newton: int = 500):
+    """In-basis optimum of the sampled utility program, by a log-barrier Newton method.
+
+        minimise   F(x) = -(1/N) sum_i U(a + M_i x)        over x in R^R
+        subject to C x >= 0          (no short selling at every sample point)
+                   a + M x >= floor  (terminal wealth above the floor on every path),
+
+    U(y) = ((y - floor) + 1e-5)^(1-eta) / (1-eta), concave on the feasible set, so the program is
+    convex. (The authors' U uses (y - floor)^+, which is flat below the floor: without the second
+    constraint F is not convex and is unbounded below, since a large position gains utility on
+    every path that ends up and loses at most U(floor) on the others.)
+
+    Barrier subproblems F + (1/t) B, B = -w sum log(C x) - sum log(a + M x - floor), are centred
+    by damped Newton with feasibility-preserving Armijo backtracking until the Newton decrement is
+    below 1e-13 (in units of F); t grows x20 until the duality-gap bound m_w / t <= tol
+    (m_w = w P + N). The weight w = min(1, N / P) of the P no-short-selling terms matters: with
+    w = 1 they outnumber the N path terms 100:1, the early central points sit near the analytic
+    centre of the P half-spaces, and Newton stalled far from the optimum on larger samples.
+    Start: x = (a - floor) / (10 max|M_:0|) e_0, a small constant amount (needs C[:, 0] > 0, e.g.
+    a constant first basis function). About 0.3 s per instance for P = 50,000, N = 500.
+    Checked against CVXPY + Clarabel (`solve_sampled_program_cvxpy`): objectives agree to 1e-11.
+    constraints: (P, R); matrix: (N, R); eta, floor: scalars or (n,).
+    Returns (x (n, R), gap (n,)): gap = m_w / t at the last centred point (the objective is within
+    about gap of the optimum), or inf for an instance that did not converge in max_newton steps.
+    """
+    constraints = np.asarray(constraints, np.float64)
+    matrix = np.asarray(matrix, np.float64)
+    eta = np.atleast_1d(np.asarray(eta, np.float64))
+    floor = np.atleast_1d(np.asarray(floor, np.float64))
+    eta, floor = np.broadcast_arrays(eta, floor)
+    if not (constraints[:, 0] > 0).all():
+        raise ValueError("the first basis function must be positive at every point (start point)")
+    if not ((eta > 0) & (eta < 1)).all() or not (floor < offset).all():
+        raise ValueError("need 0 < eta < 1 and floor < offset (the riskless terminal wealth)")
+    out = np.empty((len(eta), constraints.shape[1]))
+    gaps = np.empty(len(eta))
+    for k in range(len(eta)):
+        out[k], gaps[k] = _barrier_newton(constraints, offset - floor[k], matrix, eta[k], tol, max_newton)
+    return out, gaps
+
+
+def _barrier_newton(constraints, shift, matrix, eta, tol, max_newton):
+    """One instance of solve_sampled_program; shift = a - floor > 0."""
+    paths = len(matrix)
+    # The P no-short-selling constraints outnumber the N path constraints 100:1; weighting their
+    # log-barrier terms by N / P keeps the early central path near the optimum instead of near
+    # the analytic centre of the P half-spaces (it is still a barrier: gap bound = weight / t).
+    weight_s = min(1.0, paths / len(constraints))
+    total = weight_s * len(constraints) + paths
+    x = np.zeros(constraints.shape[1])
+    x[0] = min(shift / (10.0 * np.abs(matrix[:, 0]).max()), 1.0)
+    t, growth, decrement_tol = total, 20.0, 1e-13
+
+    def barrier_value(x, t):
+        s, e = constraints @ x, shift + matrix @ x
+        if (s <= 0).any() or (e <= 0).any():
+            return math.inf
+        utility = ((e + UTILITY_EPS) ** (1 - eta)).sum() / ((1 - eta) * paths)
+        return -utility - (weight_s * np.log(s).sum() + np.log(e).sum()) / t
+
+    value = barrier_value(x, t)
+    for _ in range(max_newton):
+        s, e = constraints @ x, shift + matrix @ x
+        marginal = (e + UTILITY_EPS) ** (-eta)
+        grad = -(marginal @ matrix) / paths - (weight_s * (1 / s) @ constraints + (1 / e) @ matrix) / t
+        curvature = eta * (e + UTILITY_EPS) ** (-eta - 1) / paths + 1 / (t * e**2)
+        hess = (matrix.T * curvature) @ matrix + (constraints.T * (weight_s / (t * s**2))) @ constraints
+        try:
+            step = -np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            step = -np.linalg.lstsq(hess, grad, rcond=None)[0]
+        decrement = float(-grad @ step)
+        if decrement / 2 <= decrement_tol:
+            if total / t <= tol:
+                return x, total / t
+            t *= growth
+            value = barrier_value(x, t)
+            continue
+        ds, de = constraints @ step, matrix @ step
+        limits = np.concatenate([-s[ds < 0] / ds[ds < 0], -e[de < 0] / de[de < 0], [1.0 / 0.99]])
+        alpha = min(1.0, 0.99 * limits.min())
+        for _ in range(60):  # Armijo backtracking; the slack absorbs rounding in F
+            new = barrier_value(x + alpha * step, t)
+            if new <= value - 0.25 * alpha * decrement + 1e-15 * (1 + abs(value)):
+                break
+            alpha /= 2
+        else:
+            break  # no progress possible at this precision
+        x, value = x + alpha * step, new
+    return x, math.inf
+
+
+def solve_sampled_program_cvxpy(constraints: np.ndarray, offset: float, matrix: np.ndarray,
+                                eta: float, floor: float) -> np.ndarray:
+    """The same program by CVXPY + Clarabel (an independent cross-check; needs cvxpy).
+
+    The power (.)^(1-eta) is represented by second-order cones (CVXPY's rational
+    approximation), which is exact when 1 - eta is a ratio of small integers (eta = 0.5, 0.25,
+    0.6, ...); Clarabel's exponential/power-cone path stalls on this program. Returns x (R,).
+    """
+    import cvxpy as cp
+
+    scale = np.abs(constraints).max(0)  # column scaling for conditioning
+    y = cp.Variable(constraints.shape[1])
+    excess = offset - floor + (matrix / scale) @ y
+    utility = cp.sum(cp.power(excess + UTILITY_EPS, 1.0 - eta)) / (len(matrix) * (1.0 - eta))
+    problem = cp.Problem(cp.Maximize(utility), [(constraints / scale) @ y >= 0, excess >= 0])
+    problem.solve(solver=cp.CLARABEL)
+    if problem.status not in ("optimal", "optimal_inaccurate") or y.value is None:
+        raise RuntimeError(f"CVXPY failed for eta={eta}, floor={floor}: {problem.status}")
+    return y.value / scale
