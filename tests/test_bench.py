@@ -33,4 +33,4 @@ def test_unknown_case_is_refused(tmp_path, capsys):
         run_bench(tmp_path, only=["nope"])
     assert main(["bench", "--only", "nope", "--out", str(tmp_path / "b")]) == 2
     assert "--only" in capsys.readouterr().err
-    assert set(CASES) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled"}
+    assert set(CASES) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled", "elliptic-pde"}

@@ -285,6 +285,53 @@ def _cvxpy_toy(parts: dict[str, torch.Tensor]) -> np.ndarray:
     return np.asarray(x.value)
 
 
+@case("elliptic-pde")
+def elliptic(out: Path, quick: bool) -> list[Row]:
+    """Exact elliptic-pde: GEO against the finite-difference reference and the in-basis optimum,
+    polishing against a cold start, and the GEO's forward against FISTA run to the GEO's accuracy."""
+    from ..references.forward_backward import fista
+    from .polish import compare_with_cold_start
+
+    settings = {"steps": 100 if quick else 1000}
+    model, metrics, seconds = _train(out / "elliptic-pde", "elliptic-pde", "geo", settings)
+    s = _setting(settings)
+    family = model.family
+    n = 50 if quick else 1000
+    theta = torch.as_tensor(family.sample(n, np.random.default_rng(11)))
+    optimum = torch.as_tensor(family.in_basis_optimum(theta.numpy()))
+    model.eval()
+    model.set_inference(start="zero")
+    with torch.no_grad():
+        model.coefficients(theta.float())  # warm-up
+        started = time.perf_counter()
+        answer = model.coefficients(theta.float()).double()
+        geo_seconds = time.perf_counter() - started
+        target = family.decode(optimum)
+        geo_error = ((family.decode(answer) - target) ** 2).mean(-1)
+    tol = float(geo_error.median())
+    started = time.perf_counter()
+    result = fista(lambda index: family.program(theta[index]), torch.zeros_like(optimum), tol, 100000,
+                   measure=lambda z, index: ((family.decode(z) - target[index]) ** 2).mean(-1))
+    fista_seconds = time.perf_counter() - started
+    comparison = compare_with_cold_start(family, answer, theta, 1e-6)
+    rows = [row("elliptic-pde", "test MSE vs finite-difference reference", metrics["test"]["mse"]["mean"], setting=s),
+            row("elliptic-pde", "test relative L2", metrics["test"]["relative_l2"]["mean"], setting=s),
+            row("elliptic-pde", "in-basis floor (best approximation MSE)", metrics["test"]["best_approximation_mse"],
+                setting=s),
+            row("elliptic-pde", "MSE vs in-basis optimum (median)", tol, setting=f"{n} instances"),
+            row("elliptic-pde", "parameters", metrics["parameters"], setting=s),
+            row("elliptic-pde", "training seconds", seconds, setting=s),
+            row("elliptic-pde", "GEO forward seconds", geo_seconds, setting=f"{n} instances, 1 batch"),
+            row("elliptic-pde", "FISTA seconds to the GEO's median accuracy", fista_seconds,
+                setting=f"{n} instances, zero start, mean {float(result.iterations.double().mean()):.1f} iterations"),
+            row("elliptic-pde", "FISTA / GEO time at equal accuracy", fista_seconds / geo_seconds, "> 1",
+                fista_seconds > geo_seconds),
+            row("elliptic-pde", "polish to residual 1e-6: cold / warm iterations", comparison["ratio"], ">= 5",
+                comparison["ratio"] >= 5,
+                f"warm {comparison['warm_mean']:.1f}, cold {comparison['cold_mean']:.1f} iterations")]
+    return rows
+
+
 def run_bench(out: str | Path, quick: bool = False, only: list[str] | None = None,
               callback: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the chosen cases into `out`; write results.json and RESULTS.md; return the results."""
