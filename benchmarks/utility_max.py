@@ -146,6 +146,53 @@ def table(result: dict, cli_metrics: dict) -> str:
     return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
 
 
+def write_plots(run_dir: Path) -> list[str]:
+    """Loss curves and the strategy along two sample paths for two test instances: GEO vs the
+    closed form vs the best in-basis approximation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convexop.evaluation.plots import loss_curves
+
+    config = load_config(run_dir)
+    family = get_family(config.family, **config.family_config)
+    model = from_checkpoint(run_dir, family=family)
+    model.set_inference(start="zero")
+    model.eval()
+    test = read_dataset(run_dir / "test.h5", family)
+    theta = test.params[:2]
+    reference = family.reference(theta)
+    with torch.no_grad():
+        predicted = family.decode(model.coefficients(torch.as_tensor(theta, dtype=torch.float32)).double()).numpy()
+    best = family.decode(torch.as_tensor(family.best_approximation(theta))).numpy()
+    n_times = config.family_config.get("n_times", 100)
+    folder = run_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    written = [str(loss_curves(run_dir, folder / "loss.png"))]
+    figure, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    times = np.asarray(family.points)[:n_times, 0]
+    for row, k in enumerate(range(2)):
+        for column, path in enumerate((0, 1)):
+            axis = axes[row][column]
+            part = slice(path * n_times, (path + 1) * n_times)
+            axis.plot(times, reference[k, part], "k-", lw=2, label="closed form")
+            axis.plot(times, best[k, part], "g:", lw=1.5, label="best in basis")
+            axis.plot(times, predicted[k, part], "r--", lw=1.5, label="GEO")
+            axis.set_title(f"eta={theta[k, 0]:.2f}, floor={theta[k, 1]:.2f}, path {path}")
+            axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    for axis in axes[1]:
+        axis.set_xlabel("t")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("amount in the stock")
+    figure.savefig(folder / "strategy_paths.png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    written.append(str(folder / "strategy_paths.png"))
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/utility-max")
@@ -176,6 +223,7 @@ def main() -> None:
     (out / "benchmark.json").write_text(json.dumps(result, indent=2))
     print(f"\nGEO on utility-max ({result['n_test']} test instances; {result['machine']})")
     print(table(result, cli_metrics))
+    print("plots: " + ", ".join(write_plots(out)))
 
 
 if __name__ == "__main__":
