@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from convexop.cli import main
@@ -33,4 +35,13 @@ def test_unknown_case_is_refused(tmp_path, capsys):
         run_bench(tmp_path, only=["nope"])
     assert main(["bench", "--only", "nope", "--out", str(tmp_path / "b")]) == 2
     assert "--only" in capsys.readouterr().err
-    assert set(CASES) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled", "elliptic-pde"}
+    assert set(CASES) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled", "elliptic-pde", "log-complexity"}
+
+
+def test_log_linear_fit_recovers_a_geometric_rate():
+    from convexop.evaluation.bench import log_linear_fit
+
+    slope, r2 = log_linear_fit([1, 2, 4, 8], [0.5 ** 1, 0.5 ** 2, 0.5 ** 4, 0.5 ** 8])
+    assert abs(slope - np.log(0.5)) < 1e-12 and abs(r2 - 1) < 1e-12
+    slope, _ = log_linear_fit([1, 2, 3], [1.0, 2.0, 4.0])
+    assert slope > 0

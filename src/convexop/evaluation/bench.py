@@ -332,6 +332,42 @@ def elliptic(out: Path, quick: bool) -> list[Row]:
     return rows
 
 
+def log_linear_fit(sizes: list[int], errors: list[float]) -> tuple[float, float]:
+    """Least-squares fit log(error) = a + slope * size; returns (slope, R^2)."""
+    x, y = np.asarray(sizes, float), np.log(np.asarray(errors, float))
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (intercept + slope * x)
+    total = ((y - y.mean()) ** 2).sum()
+    return float(slope), float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")
+
+
+@case("log-complexity")
+def log_complexity(out: Path, quick: bool) -> list[Row]:
+    """The paper's O(log 1/eps) depth claim on elliptic-pde: error against the in-basis optimum as
+    depth L grows (M = 20, R = 8, same budget), with a log-linear fit; the plot goes to the bench folder."""
+    depths = [1, 2, 4, 8] if quick else [1, 2, 4, 8, 12, 16]
+    steps = 100 if quick else 600
+    family = get_family("elliptic-pde")
+    theta = torch.as_tensor(family.sample(200, np.random.default_rng(13)))
+    optimum = family.decode(torch.as_tensor(family.in_basis_optimum(theta.numpy())))
+    errors = []
+    for depth in depths:
+        settings = {"depth": depth, "steps": steps}
+        model, _, _ = _train(out / f"log-complexity-L{depth}", "elliptic-pde", "geo", settings)
+        model.eval()
+        model.set_inference(start="zero")
+        with torch.no_grad():
+            predicted = model.family.decode(model.coefficients(theta.float()).double())
+        errors.append(float(((predicted - optimum) ** 2).mean()))
+    slope, r2 = log_linear_fit(depths, errors)
+    plots.error_against_size(depths, errors, "depth L", out / "log_complexity_depth.png", slope, r2)
+    s = f"elliptic-pde, M=20, R=8, {steps} steps each, 200 instances"
+    rows = [row("log-complexity", f"MSE vs in-basis optimum at L={d}", e, setting=s) for d, e in zip(depths, errors)]
+    rows += [row("log-complexity", "slope of log(MSE) per layer", slope, "< 0 (error falls geometrically)", slope < 0, s),
+             row("log-complexity", "R^2 of the log-linear fit", r2, setting=s)]
+    return rows
+
+
 def run_bench(out: str | Path, quick: bool = False, only: list[str] | None = None,
               callback: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the chosen cases into `out`; write results.json and RESULTS.md; return the results."""

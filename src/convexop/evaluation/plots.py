@@ -90,3 +90,19 @@ def error_against_iterations(iterations: list[int], mse: list[float], residual: 
     axis.legend()
     axis.grid(alpha=0.3, which="both")
     return _save(figure, out)
+
+
+def error_against_size(sizes: list[int], errors: list[float], label: str, out: Path,
+                       slope: float | None = None, r2: float | None = None) -> Path:
+    """Error (log scale) against a model size with the log-linear fit, for the log-complexity study."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.semilogy(sizes, errors, "o-", label="GEO")
+    if slope is not None:
+        x = np.asarray(sizes, float)
+        fit = np.exp(np.polyfit(x, np.log(errors), 1)[1] + slope * x)
+        axis.semilogy(x, fit, "k:", label=f"log-linear fit: slope {slope:.3f}, R^2 {r2:.2f}")
+    axis.set_xlabel(label)
+    axis.set_ylabel("MSE vs in-basis optimum")
+    axis.legend()
+    axis.grid(alpha=0.3, which="both")
+    return _save(figure, out)
