@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .families import Family
-from .models.base import temporary_path
+from .files import atomic_output
 from .versioning import check_compatible
 
 MAX_INSTANCES = 100_000_000  # per file; larger sets are generated as shards (`generate --shard i/n`)
@@ -99,22 +99,13 @@ def write_dataset(path: str | Path, data: Dataset) -> str:
     """Write atomically; returns the sha256 of the arrays."""
     path = Path(path)
     digest = array_digest(data.params, data.targets, data.points)
-    tmp = temporary_path(path)
-    try:
-        with h5py.File(tmp, "w", track_order=True) as h5:
-            for name in ("params", "targets", "points"):
-                h5.create_dataset(name, data=getattr(data, name), track_times=False)
-            for key, value in data.attrs.items():
-                h5.attrs[key] = value
-            h5.attrs["sha256"] = digest
-            h5.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        with open(tmp, "rb") as stream:
-            os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
+        for name in ("params", "targets", "points"):
+            h5.create_dataset(name, data=getattr(data, name), track_times=False)
+        for key, value in data.attrs.items():
+            h5.attrs[key] = value
+        h5.attrs["sha256"] = digest
+        h5.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     return digest
 
 

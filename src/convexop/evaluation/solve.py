@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -198,36 +197,26 @@ def solve_file(model: OperatorModel, instances_path: str | Path, out: str | Path
     OUT.json is written under a temporary name and renamed at the end, so a bad instance anywhere
     (named by its index in the file) leaves no output. Returns n, status counts and the total
     polishing iterations."""
-    from ..models.base import temporary_path
+    from ..files import atomic_output
 
-    out = Path(out)
-    tmp = temporary_path(out)
     summary: dict[str, Any] = {"n": 0, "status": {}, "iterations": 0}
-    try:
-        with open(tmp, "x", encoding="utf-8") as stream:
-            head = {"family": model.family.name, "model": model.model_name}
-            stream.write(json.dumps(head)[:-1] + ', "instances": [')
-            for chunk in _chunks(instances_path, batch):
-                try:
-                    answers = solve_instances(model, chunk, start=start, batch=batch, polish_tol=polish_tol,
-                                              polish_iterations=polish_iterations)["instances"]
-                except InputError as error:
-                    raise _shift_index(error, summary["n"]) from None
-                stream.write((", " if summary["n"] else "") + json.dumps(answers)[1:-1])
-                summary["n"] += len(answers)
-                for answer in answers:
-                    summary["status"][answer["status"]] = summary["status"].get(answer["status"], 0) + 1
-                    summary["iterations"] += int(answer.get("iterations", 0))
-            if summary["n"] == 0:
-                raise InputError("instances", [], "a non-empty list of instances")
-            stream.write("]}")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(out) as tmp, open(tmp, "x", encoding="utf-8") as stream:
+        head = {"family": model.family.name, "model": model.model_name}
+        stream.write(json.dumps(head)[:-1] + ', "instances": [')
+        for chunk in _chunks(instances_path, batch):
+            try:
+                answers = solve_instances(model, chunk, start=start, batch=batch, polish_tol=polish_tol,
+                                          polish_iterations=polish_iterations)["instances"]
+            except InputError as error:
+                raise _shift_index(error, summary["n"]) from None
+            stream.write((", " if summary["n"] else "") + json.dumps(answers)[1:-1])
+            summary["n"] += len(answers)
+            for answer in answers:
+                summary["status"][answer["status"]] = summary["status"].get(answer["status"], 0) + 1
+                summary["iterations"] += int(answer.get("iterations", 0))
+        if summary["n"] == 0:
+            raise InputError("instances", [], "a non-empty list of instances")
+        stream.write("]}")
     return summary
 
 

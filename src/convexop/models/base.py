@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save
 from .. import __version__
 from ..errors import InputError
 from ..families import Family, get_family
+from ..files import atomic_write_bytes, temporary_path  # noqa: F401  (re-exported)
 from ..versioning import check_compatible
 
 
@@ -57,29 +56,6 @@ def build_model(name: str, family: Family, **kwargs: Any) -> OperatorModel:
     if name not in OperatorModel.registry:
         raise InputError("model", name, "one of " + ", ".join(sorted(OperatorModel.registry)))
     return OperatorModel.registry[name](family, **kwargs)
-
-
-def temporary_path(path: Path) -> Path:
-    """A fresh `.NAME.XXXX.tmp` beside `path` (not created: the writer creates it, with the usual
-    permissions); renamed over `path` once complete."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over `path`."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(model: OperatorModel, folder: Path, stem: str = "model") -> None:
