@@ -241,6 +241,17 @@ class Family(torch.nn.Module):
         """(n, P) -> (n, points) accurate answers, float64."""
         raise NotImplementedError
 
+    @staticmethod
+    def solve_in_chunks(theta: np.ndarray, size: int, solve, progress=None) -> np.ndarray:
+        """Apply `solve` (rows of theta -> rows of answers) to chunks of `size` rows, reporting each
+        chunk's length to `progress`; the rows of the answers, concatenated."""
+        chunks = []
+        for start in range(0, len(theta), size):
+            chunks.append(solve(theta[start:start + size]))
+            if progress is not None:
+                progress(len(chunks[-1]))
+        return np.concatenate(chunks)
+
     def reference_error(self) -> float:
         """Estimated max-norm error of `reference` (documented per family)."""
         return float("nan")

@@ -215,12 +215,8 @@ class EllipticPDE(Family):
 
     # ----- references --------------------------------------------------------------------
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
-        chunks = []
-        for start in range(0, len(theta), 50):
-            chunks.append(elliptic_equation.solve_elliptic(theta[start:start + 50], self.points, xi=XI))
-            if progress is not None:
-                progress(len(chunks[-1]))
-        return np.concatenate(chunks)
+        return self.solve_in_chunks(
+            theta, 50, lambda rows: elliptic_equation.solve_elliptic(rows, self.points, xi=XI), progress)
 
     def reference_error(self) -> float:
         return 1e-5

@@ -73,12 +73,8 @@ class HeatPDE(Family):
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
         from ..references import heat_equation
 
-        chunks = []
-        for start in range(0, len(theta), 100):
-            chunks.append(heat_equation.solve_heat_reaction(theta[start:start + 100, 0], self.points, xi=XI))
-            if progress is not None:
-                progress(len(chunks[-1]))
-        return np.concatenate(chunks)
+        return self.solve_in_chunks(
+            theta, 100, lambda rows: heat_equation.solve_heat_reaction(rows[:, 0], self.points, xi=XI), progress)
 
     def reference_error(self) -> float:
         return 1e-5
