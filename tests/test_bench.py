@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-
 import pytest
 
 from convexop.cli import main
@@ -39,7 +38,7 @@ def test_unknown_case_is_refused(tmp_path, capsys):
 
 
 def test_log_linear_fit_recovers_a_geometric_rate():
-    from convexop.evaluation.bench import log_linear_fit
+    from convexop.evaluation.bench_exact import log_linear_fit
 
     slope, r2 = log_linear_fit([1, 2, 4, 8], [0.5 ** 1, 0.5 ** 2, 0.5 ** 4, 0.5 ** 8])
     assert abs(slope - np.log(0.5)) < 1e-12 and abs(r2 - 1) < 1e-12
