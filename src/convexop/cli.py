@@ -50,7 +50,9 @@ def _progress_callback(total: int, desc: str):
 def cmd_families(args) -> int:
     from .families import Family, get_family
 
-    for name in Family.registry:
+    from .families.loading import entry_point_names
+
+    for name in list(Family.registry) + entry_point_names():
         family = get_family(name)
         kind = "exact convex program" if family.exact else "supervised (f, g a structural prior)"
         print(f"{name}  [{kind}; rank {family.rank}; laws: {', '.join(family.laws)}]")
@@ -124,19 +126,21 @@ def cmd_train(args) -> int:
     from .families import get_family
     from .training import distributed
     from .training.config import resolve_config
+    from .families.loading import canonical_name
     from .training.run import build_checked, load_config, train_run
 
     out = Path(args.out)
     if args.resume:
         config = load_config(out)
-        if args.family != config.family:
+        if canonical_name(args.family) != config.family:
             raise InputError("family", args.family, "", f"the run in {out} trains {config.family}")
         if args.model is not None and args.model != config.model:
             raise InputError("--model", args.model, "", f"the run in {out} trains {config.model}")
         if args.set:
             raise InputError("--set", args.set[0], "", "a resumed run keeps its config.json settings")
     else:
-        family_cls = type(get_family(args.family))
+        family = get_family(args.family)
+        family_cls = family if family.user_defined else type(family)
         config = resolve_config(family_cls, args.model or "geo", _overrides(args.set))
         get_family(config.family, **config.family_config)  # bad family keys fail before any output
         if distributed.world_size() == 1 or os.environ.get("RANK", "0") == "0":

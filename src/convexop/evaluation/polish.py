@@ -60,8 +60,10 @@ def polish(family: Family, x: torch.Tensor, theta: torch.Tensor, tol: float,
     check_settings(tol, max_iterations)
     theta = theta.detach().double()
     check_polishable(family, theta)
-    result = fista(lambda index: family.program(theta[index]), x.detach().double(), float(tol), max_iterations,
-                   measure=lambda z, index: family.certificate(z, theta[index]))
+    result = family.polish_answers(x.detach().double(), theta, float(tol), max_iterations)
+    if result is None:
+        result = fista(lambda index: family.program(theta[index]), x.detach().double(), float(tol), max_iterations,
+                       measure=lambda z, index: family.certificate(z, theta[index]))
     status = ["polished" if ok else "not_converged" for ok in result.converged.tolist()]
     return PolishResult(result.x, result.residual, result.iterations, status)
 

@@ -248,7 +248,8 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
         status, iterations = ["ok"] * len(theta), None
         objective = residual = violation = None
         if coefficients is not None:
-            x64 = coefficients.double()
+            x64 = family.finalise(coefficients)
+            coefficients, values = x64, family.decode(x64)
             t64 = torch.as_tensor(theta_np[begin:begin + batch], dtype=torch.float64, device=device)
             if polish_tol is not None:
                 polished = polish(family, x64, t64, polish_tol, polish_iterations)
@@ -257,8 +258,8 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
             objective = family.objective(x64, t64).detach().cpu().numpy()
             residual = family.certificate(x64, t64)
             residual = None if residual is None else residual.cpu().numpy()
-            program = family.program(t64)
-            violation = None if program is None else program.violation(x64).cpu().numpy()
+            violation = family.violation(x64, t64)
+            violation = None if violation is None else violation.cpu().numpy()
         for k in range(len(theta)):
             row = theta_np[begin + k]
             answer = {

@@ -74,8 +74,7 @@ class Parameter:
         except (TypeError, ValueError, OverflowError, RecursionError):  # OverflowError: ints beyond float64
             raise InputError(self.name, value, self.domain()) from None
         if array.shape != self.shape:
-            raise InputError(self.name, value, self.domain(),
-                             f"expected shape {list(self.shape)}, got {list(array.shape)}")
+            raise InputError(self.name, None, "", f"wrong shape: expected {list(self.shape)}, got {list(array.shape)}")
         ok = np.isfinite(array).all()
         ok = ok and (array > self.low).all() if self.low_open else ok and (array >= self.low).all()
         ok = ok and (array < self.high).all() if self.high_open else ok and (array <= self.high).all()
@@ -97,6 +96,7 @@ class Family(torch.nn.Module):
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False
+    user_defined: ClassVar[bool] = False  # built by user code (from_torch, from_cvxpy), not registered
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     laws: ClassVar[tuple[str, ...]] = ("train",)
     registry: ClassVar[dict[str, type[Family]]] = {}
@@ -222,6 +222,25 @@ class Family(torch.nn.Module):
         program = self.program(theta)
         return None if program is None else program.residual(x)
 
+    def finalise(self, x: torch.Tensor) -> torch.Tensor:
+        """A model's answer x (batch, R), promoted to float64, made ready for certificates: identity
+        by default; families whose f is an indicator re-project in float64, so that a float32
+        projection's rounding (~1e-7) does not make the objective +inf."""
+        return x.double()
+
+    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
+        """(batch,) constraint violation reported with each answer: the distance from x to dom h of
+        the in-basis program by default (families solved through a dual report the primal
+        violation instead); None for supervised families."""
+        program = self.program(theta)
+        return None if program is None else program.violation(x)
+
+    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
+        """A family-specific polish (e.g. an active-set KKT solve for QP duals) returning a
+        `references.forward_backward.SolveResult` whose `converged` means certified to tol, or None
+        to use the default warm-started FISTA on `program(theta)`."""
+        return None
+
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         """Family-specific fields of one `solve` answer (e.g. hedging's price)."""
         return {}
@@ -267,9 +286,15 @@ class Family(torch.nn.Module):
 
 
 def get_family(name: str, **config: Any) -> Family:
-    """Build a registered family by name (raises InputError naming the allowed names)."""
+    """Build a family by name: a registered one, `FILE.py:NAME` (a family object defined in that file)
+    or an installed `convexop.families` entry point (raises InputError naming the allowed names)."""
     from . import registered_names  # noqa: F401  (ensures registration)
+    from .loading import load_family
 
-    if name not in Family.registry:
-        raise InputError("family", name, "one of " + ", ".join(sorted(Family.registry)))
-    return Family.registry[name](**config)
+    if name in Family.registry:
+        return Family.registry[name](**config)
+    family = load_family(name, **config) if isinstance(name, str) else None
+    if family is None:
+        raise InputError("family", name, "one of " + ", ".join(sorted(Family.registry))
+                         + ", FILE.py:NAME, or an installed convexop.families entry point")
+    return family

@@ -111,15 +111,18 @@ def parse_value(key: str, text: str, like: Any) -> Any:
         raise InputError(key, text, kind) from None
 
 
-def resolve_config(family_cls: type[Family], model: str, overrides: dict[str, str]) -> RunConfig:
-    """Family defaults, then the family's default training settings, then `--set` overrides."""
+def resolve_config(family_cls: type[Family] | Family, model: str, overrides: dict[str, str]) -> RunConfig:
+    """Family defaults, then the family's default training settings, then `--set` overrides.
+    `family_cls` is a registered family class, or a family object built by user code (from_torch,
+    from_cvxpy), whose only family keys are the recorded ones (a family file's sha256)."""
     if model not in OperatorModel.registry:
         raise InputError("--model", model, "one of " + ", ".join(sorted(OperatorModel.registry)))
-    family_keys = _keyword_defaults(family_cls.__init__)
+    user_family = isinstance(family_cls, Family)
+    family_keys = {} if user_family else _keyword_defaults(family_cls.__init__)
     model_keys = _keyword_defaults(OperatorModel.registry[model].__init__)
     training_keys = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
     defaults = family_cls.default_training()
-    family_config = dict(family_keys) | defaults.get("family", {})
+    family_config = family_cls.family_config() if user_family else dict(family_keys) | defaults.get("family", {})
     model_kwargs = dict(model_keys) | (defaults.get("model", {}) if model == "geo" else defaults.get(model, {}))
     training = dict(training_keys) | defaults.get("training", {}) | defaults.get(f"training_{model}", {})
     for key, text in overrides.items():

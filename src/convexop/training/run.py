@@ -46,12 +46,13 @@ def load_config(run_dir: Path) -> RunConfig:
     return check_loaded(config, str(path))
 
 
-def build_checked(config: RunConfig) -> tuple[Family, OperatorModel]:
-    """Build the family and the model of `config`, turning every bad setting into an InputError
-    naming it; nothing is written. Used before any file of a run is created."""
+def build_checked(config: RunConfig, family: Family | None = None) -> tuple[Family, OperatorModel]:
+    """Build the family (unless given: a family object made by user code) and the model of `config`,
+    turning every bad setting into an InputError naming it; nothing is written. Used before any file
+    of a run is created."""
     check_device(config.training.device)
     try:
-        family = get_family(config.family, **config.family_config)
+        family = family if family is not None else get_family(config.family, **config.family_config)
     except TypeError as error:  # unknown keyword in a hand-edited config.json
         raise InputError("family_config", config.family_config, "", f"does not build {config.family} ({error})") from None
     try:
@@ -110,17 +111,21 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 
 
 def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
-              callback: Callable[[dict[str, Any]], None] | None = None, progress=None):
-    """Train (or resume) a run; returns (model, history)."""
+              callback: Callable[[dict[str, Any]], None] | None = None, progress=None,
+              family: Family | None = None):
+    """Train (or resume) a run; returns (model, history). `family`: the family object itself, for
+    families built in Python (from_torch, from_cvxpy) that no name rebuilds."""
     run_dir = Path(run_dir)
     if resume:
         config = load_config(run_dir)
-    build_checked(config)  # every setting checked before anything is written
+    if family is not None and (family.name != config.family or family.family_config() != config.family_config):
+        raise InputError("family", family.name, "", f"the run configuration names {config.family}")
+    build_checked(config, family)  # every setting checked before anything is written
     context, device = distributed.setup(config.training.device)
     try:
         torch.manual_seed(config.training.seed)
         np.random.seed(config.training.seed)
-        family = get_family(config.family, **config.family_config)
+        family = family if family is not None else get_family(config.family, **config.family_config)
         model = build_model(config.model, family, **config.model_kwargs)
         if context.main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,256 @@
+"""Route (b) of `from_cvxpy`: a strongly convex QP with affine constraints, solved through its dual.
+
+The primal data P, q, A, b, G, h of each instance are read off the CVXPY expressions in torch
+(`QPExtractor`): q and the constant terms by evaluating at y = 0, the matrices from the unit
+vectors (exact, since the objective is quadratic and the constraints affine). The family's
+coordinates are the dual z = (lambda, mu) (references/quadratic_program.py): g = the negated dual
+function, f = the indicator of mu >= 0, the reported objective is the primal objective of the
+recovered primal answer, the certificate its relative duality gap, the violation the primal one,
+and polishing is the active-set KKT polish.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..prox import NonNegative, SeparableSum, Zero
+from ..references.forward_backward import SolveResult
+from ..references.quadratic_program import QPData, QPDual, solve_qp
+from .cvxpy_expressions import describe, evaluate
+from .from_cvxpy import SUPPORTED, _check_problem, _parameter_specs
+from .user import UserFamily, _as_sampler
+
+__all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal"]
+
+_BOUND_ATTRIBUTES = ("nonneg", "pos", "nonpos", "neg", "bounds")
+
+
+def qp_refusal(problem) -> tuple[str, str] | None:
+    """(what, why) when route (b) does not apply, else None."""
+    sign = 1 if type(problem.objective).__name__ == "Minimize" else -1
+    expr = problem.objective.expr if sign > 0 else -problem.objective.expr
+    if not (expr.is_quadratic() or expr.is_affine()):
+        return "objective", f"is not quadratic, and the constraints are not simple sets ({SUPPORTED})"
+    for c in problem.constraints:
+        if type(c).__name__ not in ("Equality", "Inequality", "Zero", "NonPos", "NonNeg") \
+                or not all(a.is_affine() for a in c.args):
+            return f"constraint `{describe(c)}`", f"is neither a simple set nor affine ({SUPPORTED})"
+    return None
+
+
+class QPExtractor:
+    """Batched QP data of a CVXPY problem (minimise 1/2 y'Py + q'y + c, A y = b, G y <= h)."""
+
+    def __init__(self, problem, variables, parameters, sign: float, constraints: bool = True) -> None:
+        self.problem, self.variables, self.parameters, self.sign = problem, variables, parameters, sign
+        self.sizes = [max(1, int(np.prod(v.shape))) for v in variables]
+        self.n = sum(self.sizes)
+        kept = problem.constraints if constraints else []
+        self.equalities = [c for c in kept if type(c).__name__ in ("Equality", "Zero")]
+        self.inequalities = [c for c in kept if type(c).__name__ in ("Inequality", "NonPos", "NonNeg")]
+        self.with_bounds = constraints
+        self.shared: dict[str, torch.Tensor] = {}
+
+    def _blocks(self, y: torch.Tensor) -> dict[int, torch.Tensor]:
+        out, start = {}, 0
+        for v, size in zip(self.variables, self.sizes):
+            out[v.id] = y[:, start:start + size].reshape(y.shape[0], *v.shape)
+            start += size
+        return out
+
+    def _residuals(self, constraints, y, params) -> torch.Tensor:
+        """Stacked lhs - rhs (Inequality: lhs <= rhs; NonNeg: -expr <= 0) of the constraints, (B, rows)."""
+        rows = []
+        blocks = self._blocks(y)
+        for c in constraints:
+            kind = type(c).__name__
+            if kind in ("Equality", "Inequality"):
+                value = evaluate(c.args[0], blocks, params, y.dtype) - evaluate(c.args[1], blocks, params, y.dtype)
+            else:
+                value = evaluate(c.args[0], blocks, params, y.dtype) * (-1.0 if kind == "NonNeg" else 1.0)
+            rows.append(value.expand(y.shape[0], *value.shape[1:]).reshape(y.shape[0], -1))
+        return torch.cat(rows, dim=1) if rows else y.new_zeros(y.shape[0], 0)
+
+    def _bound_rows(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """G rows and h of the variables' bound attributes."""
+        g_rows, h_rows, start = [], [], 0
+        for v, size in zip(self.variables, self.sizes):
+            for key, sign, bound in (("nonneg", -1.0, 0.0), ("pos", -1.0, 0.0), ("nonpos", 1.0, 0.0), ("neg", 1.0, 0.0)):
+                if v.attributes.get(key):
+                    g_rows.append(sign * torch.eye(self.n, dtype=dtype)[start:start + size])
+                    h_rows.append(torch.full((size,), bound, dtype=dtype))
+            bounds = v.attributes.get("bounds")
+            for k, sign in ((0, -1.0), (1, 1.0)) if bounds is not None else ():
+                if bounds[k] is not None:
+                    g_rows.append(sign * torch.eye(self.n, dtype=dtype)[start:start + size])
+                    h_rows.append(sign * torch.as_tensor(np.broadcast_to(bounds[k], v.shape), dtype=dtype).reshape(-1))
+            start += size
+        if not g_rows:
+            return torch.zeros(0, self.n, dtype=dtype), torch.zeros(0, dtype=dtype)
+        return torch.cat(g_rows), torch.cat(h_rows)
+
+    def data(self, params: dict[int, torch.Tensor], batch: int, dtype=torch.float64, matrices: bool = True) -> dict:
+        """QP data of a batch; matrices (P, A, G) only when `matrices` (else from `self.shared`)."""
+        points = torch.zeros(1, self.n, dtype=dtype)
+        if matrices:
+            points = torch.cat([points, torch.eye(self.n, dtype=dtype)])
+        k = points.shape[0]
+        expanded = {i: p.repeat_interleave(k, 0) if p.shape[0] > 1 else p for i, p in params.items()}
+        rows = max([batch] + [1])
+        y = points.repeat(rows, 1).requires_grad_(True)
+        with torch.enable_grad():
+            value = self.sign * evaluate(self.problem.objective.expr, self._blocks(y), expanded, dtype).reshape(-1)
+            value = value.expand(y.shape[0]) if value.numel() == 1 else value
+            (gradient,) = torch.autograd.grad(value.sum(), y, allow_unused=True)
+        gradient = torch.zeros_like(y) if gradient is None else gradient
+        gradient, y = gradient.detach().reshape(rows, k, self.n), y.detach()
+        eq = self._residuals(self.equalities, y, expanded).reshape(rows, k, -1)
+        ineq = self._residuals(self.inequalities, y, expanded).reshape(rows, k, -1)
+        out = {"q": gradient[:, 0], "c": value.detach().reshape(rows, k)[:, 0], "b": -eq[:, 0], "h": -ineq[:, 0]}
+        if matrices:
+            out["P"] = (gradient[:, 1:] - gradient[:, :1]).mT
+            out["P"] = (out["P"] + out["P"].mT) / 2
+            out["A"] = (eq[:, 1:] - eq[:, :1]).mT
+            out["G"] = (ineq[:, 1:] - ineq[:, :1]).mT
+        else:
+            out |= {key: self.shared[key] for key in ("P", "A", "G")}
+        g_bounds, h_bounds = self._bound_rows(dtype)
+        if len(h_bounds) and self.with_bounds:
+            out["G"] = torch.cat([out["G"], g_bounds.expand(out["G"].shape[0], -1, -1)], dim=1)
+            out["h"] = torch.cat([out["h"], h_bounds.expand(out["h"].shape[0], -1)], dim=1)
+        return out
+
+
+class CvxpyQPFamily(UserFamily):
+    """Route (b): coordinates are the dual variables (lambda for the equalities, mu >= 0)."""
+
+    def __init__(self, problem, sampler, name: str, training: dict | None) -> None:
+        _check_problem(problem)
+        self.cvx_variables = sorted(problem.variables(), key=lambda v: v.id)
+        self.cvx_parameters, specs = _parameter_specs(problem)
+        sign = 1.0 if type(problem.objective).__name__ == "Minimize" else -1.0
+        self.problem, self.sign = problem, sign
+        self.extractor = QPExtractor(problem, self.cvx_variables, self.cvx_parameters, sign)
+        draw = _as_sampler(sampler, specs)
+        self._cache: tuple[torch.Tensor, QPDual, torch.Tensor] | None = None
+        self._factors = None
+        probe = self._probe(draw, specs)
+        me, mi = probe["A"].shape[1], probe["G"].shape[1]
+        layout = [(k, (m,)) for k, m in (("lambda", me), ("mu", mi)) if m]
+        blocks = [(me, Zero())] * bool(me) + [(mi, NonNegative())] * bool(mi)
+        f = SeparableSum(blocks) if len(blocks) > 1 else blocks[0][1]
+        super().__init__(name, layout, specs, self._dual_g, f, draw, lipschitz=self._dual_lipschitz,
+                         training=training, description=str(problem))
+        self.route = "QP dual"
+        self.primal_layout = [(v.name(), tuple(v.shape)) for v in self.cvx_variables]
+        self.reference_method = "QP dual optimum: batched interior point + active-set KKT polish, gap <= 1e-9"
+
+    def _probe(self, draw, specs) -> dict:
+        """QP data of two sampled instances: checks strong convexity, finds the shared matrices."""
+        theta = draw(2, np.random.default_rng(0))
+        params = {p.id: torch.as_tensor(np.asarray(theta[p.name()], dtype=np.float64)) for p in self.cvx_parameters}
+        data = self.extractor.data(params, 2)
+        eigenvalues = torch.linalg.eigvalsh(data["P"])
+        if bool((eigenvalues[:, 0] <= 1e-10 * eigenvalues[:, -1].abs().clamp_min(1.0)).any()):
+            raise InputError("problem", None, "", f"objective: its quadratic part is singular (smallest eigenvalue "
+                             f"{float(eigenvalues[:, 0].min()):.2e}); route (b) needs a strongly convex QP (P positive definite)")
+        for key in ("P", "A", "G", "q"):  # unit-vector differences carry rounding: compare to 1e-12
+            scale = float(data[key].abs().max()) if data[key].numel() else 0.0
+            if torch.allclose(data[key][0], data[key][1], rtol=0, atol=1e-12 * max(1.0, scale)):
+                self.extractor.shared[key] = data[key][:1]
+        if not all(k in self.extractor.shared for k in ("P", "A", "G")):  # recomputed per batch together
+            for key in ("P", "A", "G"):
+                self.extractor.shared.pop(key, None)
+        return data
+
+    def qp(self, theta: torch.Tensor) -> tuple[QPDual, torch.Tensor]:
+        """(QPDual, objective constant c) of the instances theta (B, P), float64; cached for the last theta."""
+        theta = theta.detach().double()
+        if self._cache is not None and self._cache[0].shape == theta.shape and torch.equal(self._cache[0], theta):
+            return self._cache[1], self._cache[2]
+        split = self.split_theta(theta)
+        params = {p.id: split[p.name()] for p in self.cvx_parameters}
+        matrices = not all(k in self.extractor.shared for k in ("P", "A", "G"))
+        d = self.extractor.data(params, len(theta), matrices=matrices)
+        data = QPData(*(self.extractor.shared.get(k, d[k]) for k in ("P", "q", "A", "b", "G", "h")))
+        if all(k in self.extractor.shared for k in ("P", "A", "G", "q")):
+            if self._factors is None:
+                self._factors = QPDual.factor(QPData(data.P, data.q, data.A, data.b[:1], data.G, data.h[:1]))
+            dual = QPDual(data, self._factors)
+        else:
+            dual = QPDual(data)
+        self._cache = (theta.clone(), dual, d["c"])
+        return dual, d["c"]
+
+    def _dual_g(self, z: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.qp(torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1))[0].smooth(z)
+
+    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        dual, _ = self.qp(theta)  # keep the (batch, M, m) shape: QPDual evaluates it directly
+        return dual.smooth(x)
+
+    def _dual_lipschitz(self, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        flat = torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1)
+        dual, _ = self.qp(flat)
+        return dual.factors["lipschitz"].expand(len(flat))
+
+    # ----- certificates and answers in primal terms ----------------------------------------
+    def primal(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(B, n) closed-form primal answers of dual candidates z."""
+        return self.qp(theta)[0].recover(z.double())[0]
+
+    def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        dual, constant = self.qp(theta)
+        return self.sign * (dual.primal_objective(dual.recover(x.double())[0]) + constant)
+
+    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.qp(theta)[0].certificate(x.double())[0]
+
+    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.qp(theta)[0].certificate(x.double())[1]
+
+    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int) -> SolveResult:
+        return self.qp(theta)[0].polish(x.double(), tol, max_iterations)
+
+    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
+        if x is None:
+            return {}
+        y, start, out = self.primal(x, theta)[0], 0, {}
+        for name, shape in self.primal_layout:
+            size = max(1, int(np.prod(shape)))
+            out[name] = y[start:start + size].reshape(shape).tolist()
+            start += size
+        return {"variables": out}
+
+    def in_basis_optimum(self, theta: np.ndarray, tol: float = 1e-9, max_iterations: int = 0) -> np.ndarray:
+        dual, _ = self.qp(torch.as_tensor(theta, dtype=torch.float64))
+        return solve_qp(dual.data, tol)[1].numpy()
+
+
+class HessianBound:
+    """Lipschitz constant of the gradient of a quadratic CVXPY objective: lambda_max(P(theta)),
+    computed once when P does not depend on the parameters (checked on two sampled instances)."""
+
+    def __init__(self, problem, variables, parameters, sign: float, draw) -> None:
+        self.extractor = QPExtractor(problem, variables, parameters, sign, constraints=False)
+        self.parameters = parameters
+        theta = draw(2, np.random.default_rng(0))
+        hessian = self._hessian({p.name(): torch.as_tensor(np.asarray(theta[p.name()], dtype=np.float64))
+                                 for p in parameters}, 2)
+        scale = max(1.0, float(hessian.abs().max()))
+        self.shared = (torch.linalg.eigvalsh(hessian[:1])[:, -1]
+                       if torch.allclose(hessian[0], hessian[1], rtol=0, atol=1e-12 * scale) else None)
+
+    def _hessian(self, theta: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+        params = {p.id: theta[p.name()].double() for p in self.parameters}
+        return self.extractor.data(params, batch)["P"]
+
+    def __call__(self, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = len(next(iter(theta.values()))) if theta else 1
+        if self.shared is not None:
+            return self.shared.expand(batch)
+        return torch.linalg.eigvalsh(self._hessian(theta, batch))[:, -1].clamp_min(1e-12)

@@ -1,0 +1,242 @@
+"""Bring your own family: a user's parametrised convex program  min_x f(x) + g_theta(x).
+
+`from_torch(g, f, variables=..., parameters=..., sampler=...)` wraps a batched torch loss
+g(x, theta) (x: (batch, n); theta: name -> (batch, *shape) tensors; returns (batch,)), a fixed f
+from the prox library (None for f = 0; `SeparableSum` for blocks) and a sampler of theta into a
+`UserFamily`: an exact family like the built-in ones (identity basis over the n coordinates, so the
+GEO's activation is prox_f itself), whose reference is the in-basis optimum computed by our batched
+FISTA (adaptive restart; backtracking unless a Lipschitz bound is given) to certificate <= 1e-8,
+unless the user passes a reference solver. `convexop.from_cvxpy` (families/from_cvxpy.py) builds
+the same kind of object from a CVXPY problem.
+
+The sampler is `sampler(n, rng) -> {name: array (n, *shape)}` (rng a numpy Generator), or a dict
+name -> (low, high) (uniform law on the box, which is then also the parameter's domain) or
+name -> callable(n, rng).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..basis import Basis
+from ..certificates import CompositeProgram
+from ..errors import InputError
+from ..prox import Prox, Zero
+from ..references.forward_backward import fista
+from .base import Family, Parameter
+
+__all__ = ["UserFamily", "from_torch", "variable_layout"]
+
+REFERENCE_TOL = 1e-8
+REFERENCE_ITERATIONS = 50_000
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    shape = (int(value),) if isinstance(value, (int, np.integer)) else tuple(int(s) for s in value)
+    if any(s < 1 for s in shape):
+        raise ValueError(f"shapes must have positive sizes, got {shape}")
+    return shape
+
+
+def variable_layout(variables: int | Mapping[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """[(name, shape)] of the optimisation variables, in the order of the flat coordinates."""
+    if isinstance(variables, (int, np.integer)):
+        return [("x", _shape(variables))]
+    return [(str(name), _shape(shape)) for name, shape in variables.items()]
+
+
+def _labels(layout: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    labels = []
+    for name, shape in layout:
+        for index in np.ndindex(*shape):
+            labels.append(name if not shape else f"{name}[{','.join(map(str, index))}]")
+    return labels
+
+
+class UserFamily(Family):
+    """An exact family defined by user code (see the module docstring)."""
+
+    exact = True
+    user_defined = True
+
+    def __init__(self, name: str, layout: list[tuple[str, tuple[int, ...]]], parameters: tuple[Parameter, ...],
+                 g: Callable, f: Prox | None, sampler: Callable[[int, np.random.Generator], dict],
+                 lipschitz: Callable | None = None, reference: Callable | None = None,
+                 training: dict | None = None, description: str = "") -> None:
+        labels = _labels(layout)
+        size = len(labels)
+        basis = Basis(labels, np.eye(size), np.ones(size), np.arange(size, dtype=np.float64))
+        super().__init__(basis)
+        self.name = name
+        self.layout = layout
+        self.parameters = tuple(parameters)
+        self.prox = f if f is not None else Zero()
+        if not isinstance(self.prox, Prox):
+            raise TypeError(f"f must be a convexop.prox.Prox or None, got {type(f).__name__}")
+        self._g, self._sampler, self._lipschitz, self._reference = g, sampler, lipschitz, reference
+        self._training = dict(training or {})
+        self.description = description
+        self.source: dict[str, str] = {}  # {"file_sha256": ...} when loaded from a family file
+        self.step_hint = self._typical_step()  # the activation's prox step and GEO init's gradient step
+        self.reference_method = ("user-supplied reference solver" if reference is not None else
+                                 f"in-basis optimum by batched FISTA (restart, backtracking) to residual <= {REFERENCE_TOL:g}")
+
+    def _typical_step(self) -> float:
+        """1 / median Lipschitz bound over 64 sampled instances (1 when no bound is known)."""
+        if self._lipschitz is None:
+            return 1.0
+        theta = torch.as_tensor(self.sample(64, np.random.default_rng(0)), dtype=torch.float64)
+        return float(1.0 / self.lipschitz(theta).median())
+
+    # ----- identity -----------------------------------------------------------------------
+    def family_config(self) -> dict[str, Any]:
+        return dict(self.source)
+
+    def default_training(self) -> dict[str, Any]:  # an instance method here: settings are per family
+        rank = self.rank
+        model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward"} if rank <= 32 else
+                 {"depth": 10, "width": 32, "gamma": 0.5, "init": "scaled"})
+        defaults = {"model": model,
+                    "training": {"steps": 2000, "batch_size": 256, "lr": 3e-3, "n_instances": 2000,
+                                 "eval_every": 200, "grad_clip": 1.0}}
+        for key, value in self._training.items():
+            defaults[key] = defaults.get(key, {}) | dict(value)
+        return defaults
+
+    # ----- instances ----------------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator, law: str = "train") -> np.ndarray:
+        if law != "train":
+            raise InputError("law", law, "one of " + ", ".join(self.laws))
+        drawn = self._sampler(n, rng)
+        if not isinstance(drawn, Mapping):
+            raise InputError("sampler", type(drawn).__name__, "", "must return a dict of parameter name -> array (n, *shape)")
+        columns = []
+        for p in self.parameters:
+            if p.name not in drawn:
+                raise InputError(f"sampler[{p.name!r}]", None, "", "missing from the sampler's output")
+            value = np.asarray(drawn[p.name], dtype=np.float64)
+            if value.shape != (n, *p.shape):
+                raise InputError(f"sampler[{p.name!r}]", None, "",
+                                 f"expected shape {[n, *p.shape]}, got {list(value.shape)}")
+            columns.append(value.reshape(n, -1))
+        return np.concatenate(columns, axis=1) if columns else np.zeros((n, 0))
+
+    def split_variables(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(batch, n) -> name -> (batch, *shape)."""
+        out, start = {}, 0
+        for name, shape in self.layout:
+            size = int(np.prod(shape))
+            out[name] = x[..., start:start + size].reshape(*x.shape[:-1], *shape)
+            start += size
+        return out
+
+    # ----- the program --------------------------------------------------------------------
+    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        squeeze = x.dim() == 2
+        if not squeeze:
+            batch, width, _ = x.shape
+            x = x.reshape(batch * width, -1)
+            theta = theta.repeat_interleave(width, dim=0)
+        value = self._g(x, self.split_theta(theta.to(x.dtype)))
+        return value if squeeze else value.reshape(batch, width)
+
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
+        return self.prox(z, self.step_hint)
+
+    def finalise(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        return self.prox(x, 1.0) if self.prox.is_indicator else x
+
+    def f_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prox.value(x)
+
+    def lipschitz(self, theta: torch.Tensor) -> torch.Tensor | None:
+        return None if self._lipschitz is None else torch.as_tensor(self._lipschitz(self.split_theta(theta))).to(theta)
+
+    def program(self, theta: torch.Tensor) -> CompositeProgram:
+        nonsmooth = None if isinstance(self.prox, Zero) else self.prox
+        return CompositeProgram(lambda x: self.g(x, theta), nonsmooth, self.lipschitz(theta))
+
+    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
+        if x is None:
+            return {}
+        return {"variables": {k: v[0].tolist() for k, v in self.split_variables(x.double()).items()}}
+
+    # ----- references ---------------------------------------------------------------------
+    def in_basis_optimum(self, theta: np.ndarray, tol: float = REFERENCE_TOL,
+                         max_iterations: int = REFERENCE_ITERATIONS) -> np.ndarray:
+        """(n, R) optimum by batched FISTA from zero; raises when an instance misses tol."""
+        t = torch.as_tensor(theta, dtype=torch.float64)
+        start = self.prox(torch.zeros(len(t), self.rank, dtype=torch.float64), 1.0)
+        result = fista(lambda index: self.program(t[index]), start, tol, max_iterations)
+        if not bool(result.converged.all()):
+            worst = float(result.residual.max())
+            raise InputError("reference", None, "",
+                             f"batched FISTA left {int((~result.converged).sum())} of {len(t)} instances of {self.name} "
+                             f"at residual up to {worst:.2e} > {tol:g} after {max_iterations} iterations; "
+                             "give a Lipschitz bound or a reference solver")
+        return result.x.numpy()
+
+    def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
+        if self._reference is not None:
+            solve = lambda rows: np.asarray(self._reference(self.split_theta(torch.as_tensor(rows))), dtype=np.float64)
+        else:
+            solve = self.in_basis_optimum
+        return self.solve_in_chunks(theta, 1024, solve, progress)
+
+    def reference_error(self) -> float:
+        return REFERENCE_TOL
+
+
+def _parameters(parameters: Mapping[str, Any], sampler) -> tuple[Parameter, ...]:
+    out = []
+    for name, spec in parameters.items():
+        if isinstance(spec, Parameter):
+            out.append(spec)
+            continue
+        low, high = -math.inf, math.inf
+        if isinstance(sampler, Mapping) and isinstance(sampler.get(name), tuple):
+            low, high = (float(v) for v in sampler[name])
+        out.append(Parameter(str(name), low=low, high=high, shape=_shape(spec) if spec != () else ()))
+    return tuple(out)
+
+
+def _as_sampler(sampler, parameters: tuple[Parameter, ...]) -> Callable:
+    if callable(sampler):
+        return sampler
+    if not isinstance(sampler, Mapping):
+        raise TypeError("sampler must be a callable (n, rng) -> dict or a dict of per-parameter laws")
+    missing = [p.name for p in parameters if p.name not in sampler]
+    if missing:
+        raise ValueError(f"sampler has no law for parameter(s): {', '.join(missing)}")
+
+    def draw(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        out = {}
+        for p in parameters:
+            law = sampler[p.name]
+            out[p.name] = law(n, rng) if callable(law) else rng.uniform(law[0], law[1], (n, *p.shape))
+        return out
+    return draw
+
+
+def from_torch(g: Callable, f: Prox | None = None, *, variables: int | Mapping[str, Any],
+               parameters: Mapping[str, Any], sampler, name: str = "custom",
+               lipschitz: Callable | None = None, reference: Callable | None = None,
+               training: dict | None = None, description: str = "") -> UserFamily:
+    """A family from a batched torch loss (see the module docstring).
+
+    variables: n, or {name: shape} (the flat coordinates are the blocks in this order);
+    parameters: {name: shape or Parameter}; sampler: callable or per-parameter laws;
+    lipschitz: optional theta-dict -> (batch,) bound on the Lipschitz constant of grad g;
+    reference: optional theta-dict -> (batch, n) accurate optimum (replaces batched FISTA);
+    training: optional overrides {"model": {...}, "training": {...}} of the default settings.
+    """
+    layout = variable_layout(variables)
+    declared = _parameters(parameters, sampler)
+    return UserFamily(name, layout, declared, g, f, _as_sampler(sampler, declared), lipschitz, reference,
+                      training, description)

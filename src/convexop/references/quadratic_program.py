@@ -1,0 +1,387 @@
+"""Batched strongly convex QPs through their Lagrangian dual, certificates, active-set polish, reference.
+
+    primal:  min_y 1/2 y'Py + q'y   s.t.  A y = b (me rows),  G y <= h (mi rows),   P positive definite
+    dual:    min_z g(z) = 1/2 r'P^-1 r + b'lambda + h'mu,  r = q + K'z,  K = [A; G],  z = [lambda; mu],
+             s.t. mu >= 0        (g is the negated dual function; it is 1/2 z'Mz + c'z + const with
+             M = K P^-1 K', c = K P^-1 q + [b; h]); the Lagrangian minimiser is y(z) = -P^-1 r.
+Every array has leading batch 1 (shared by all instances, never expanded) or B.
+
+Certificates (what families report). A dual candidate z (mu >= 0) is turned into a primal answer in
+closed form by `recover`: mu is kept, lambda is replaced by its best value for that mu (one solve with
+the factored M_EE), y_eq = y(lambda~, mu) then satisfies A y = b exactly, and when a strictly
+feasible `interior` point is known, y = interior + t (y_eq - interior) with the largest t in [0, 1]
+keeping G y <= h (a ratio test; y is then feasible). The certificate of z is the pair
+    gap       = (f(y) - d(z~)) / max(1, |f(y)|)     (relative duality gap; d(z~) <= f* by weak duality)
+    violation = max(||Ay - b||_inf, max(Gy - h)_+, max(-mu)_+)   (absolute),
+and z is *certified at tol* when both are <= tol. For a feasible y, 0 <= f(y) - f* <= gap * scale, so
+the gap bounds the suboptimality of the answer itself. `duality_gap(z)` is the plain signed gap of
+(y(z), z), which agrees with the certificate at a KKT point.
+
+Polish (`QPDual.polish`, OSQP-style solution polishing): guess the active inequalities from z, solve
+the equality-constrained QP they imply (its KKT system through the Schur complement M_SS, one
+batched Cholesky solve and a step of iterative refinement), accept where certified; otherwise update
+the guess by the primal-dual active-set rule (add violated constraints, drop negative multipliers)
+for up to `rounds` solves, then alternate warm-started FISTA on `program()` with a new guess.
+`iterations` = KKT solves + FISTA steps; `first_guess` flags the instances the first solve certified.
+
+Reference (`solve_qp`): a batched Mehrotra predictor-corrector interior-point method, finished by the
+polish above (active set read off the interior-point solution), to gap and violation <= tol.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..certificates import CompositeProgram
+from ..prox import Box
+from .forward_backward import SolveResult, fista
+
+__all__ = ["QPData", "QPDual", "QPPolishResult", "interior_point", "relative_gap", "solve_qp"]
+
+Tensor = torch.Tensor
+
+
+def _mv(matrix: Tensor, vector: Tensor) -> Tensor:
+    """(1|B, r, c) @ (B, c) -> (B, r)."""
+    return (matrix @ vector[..., None])[..., 0]
+
+
+@dataclass
+class QPData:
+    P: Tensor  # (1|B, n, n) symmetric positive definite
+    q: Tensor  # (1|B, n)
+    A: Tensor  # (1|B, me, n)
+    b: Tensor  # (1|B, me)
+    G: Tensor  # (1|B, mi, n)
+    h: Tensor  # (1|B, mi)
+
+    @property
+    def batch(self) -> int:
+        return max(getattr(self, f.name).shape[0] for f in fields(self))
+
+    @property
+    def n(self) -> int:
+        return self.P.shape[-1]
+
+    @property
+    def me(self) -> int:
+        return self.A.shape[-2]
+
+    @property
+    def mi(self) -> int:
+        return self.G.shape[-2]
+
+    def index(self, i) -> QPData:
+        """The instances i (an index tensor or slice); shared arrays stay shared."""
+        return QPData(*(t if t.shape[0] == 1 else t[i] for t in (getattr(self, f.name) for f in fields(self))))
+
+    def to(self, dtype: torch.dtype) -> QPData:
+        return QPData(*(getattr(self, f.name).to(dtype) for f in fields(self)))
+
+    def check(self) -> None:
+        """Raise ValueError on inconsistent shapes, batch sizes or a P that is not positive definite."""
+        n, me, mi = self.n, self.me, self.mi
+        expected = {"P": (n, n), "q": (n,), "A": (me, n), "b": (me,), "G": (mi, n), "h": (mi,)}
+        for name, shape in expected.items():
+            t = getattr(self, name)
+            if tuple(t.shape[1:]) != shape or t.shape[0] not in (1, self.batch):
+                raise ValueError(f"QP {name} must have shape (1 or {self.batch}, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(t.shape)}")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"QP {name} has non-finite entries")
+        if not torch.allclose(self.P, self.P.mT, atol=1e-10 * (1 + self.P.abs().max().item())):
+            raise ValueError("QP P must be symmetric")
+        if (torch.linalg.cholesky_ex(self.P.double()).info != 0).any():
+            raise ValueError("QP P must be positive definite (the dual route needs a strongly convex objective)")
+
+
+def relative_gap(gap: Tensor, objective: Tensor) -> Tensor:
+    """|gap| / max(1, |objective|): the gap scale used by every certificate here."""
+    return gap.abs() / objective.abs().clamp_min(1.0)
+
+
+@dataclass
+class QPPolishResult(SolveResult):
+    violation: Tensor | None = None  # (n,) certificate violation at x
+    first_guess: Tensor | None = None  # (n,) bool: certified by the first KKT solve
+    kkt_solves: Tensor | None = None  # (n,) int64
+    fista_steps: Tensor | None = None  # (n,) int64
+
+
+class QPDual:
+    """The Lagrangian dual as an in-basis program over z = [lambda (me), mu (mi)]:
+    minimise g(z) = 1/2 r' P^-1 r + b'lambda + h'mu,  r = q + A'lambda + G'mu,   s.t. mu >= 0
+    (the negated dual function), primal recovery y(z) = -P^-1 r."""
+
+    def __init__(self, data: QPData, factors: dict[str, Tensor] | None = None) -> None:
+        self.data = data
+        self.factors = factors if factors is not None else QPDual.factor(data)
+        f = self.factors
+        self.me, self.mi, self.m = data.me, data.mi, data.me + data.mi
+        rows = max(data.b.shape[0], data.h.shape[0])
+        rhs = torch.cat([data.b.expand(rows, -1), data.h.expand(rows, -1)], dim=-1)
+        self.linear = f["kpq"] + rhs  # c = K P^-1 q + [b; h]
+
+    @staticmethod
+    def factor(data: QPData) -> dict[str, Tensor]:
+        """The b- and h-independent factorisations (reuse them across right-hand sides)."""
+        data.check()
+        chol = torch.linalg.cholesky(data.P)
+        k = torch.cat([data.A, data.G], dim=-2)
+        pinv_kt = torch.cholesky_solve(k.mT, chol)  # P^-1 K'
+        pinv_q = torch.cholesky_solve(data.q[..., None], chol)[..., 0]
+        m = k @ pinv_kt
+        m = (m + m.mT) / 2
+        eq = m[..., :data.me, :data.me]
+        return {"pinv_kt": pinv_kt, "pinv_q": pinv_q, "M": m, "kpq": _mv(k, pinv_q),
+                "const": 0.5 * (data.q * pinv_q).sum(-1), "eq_pinv": torch.linalg.pinv(eq, hermitian=True),
+                "lipschitz": torch.linalg.eigvalsh(m)[..., -1] if data.me + data.mi else m.new_zeros(m.shape[0])}
+
+    # ----- the dual program ----------------------------------------------------------------
+    def smooth(self, z: Tensor) -> Tensor:
+        """g(z): (B, m) -> (B,) or (B, M, m) -> (B, M); differentiable."""
+        m, c, const = self.factors["M"].to(z), self.linear.to(z), self.factors["const"].to(z)
+        if z.dim() == 2:
+            return 0.5 * (_mv(m, z) * z).sum(-1) + (c * z).sum(-1) + const
+        quad = 0.5 * ((z @ m) * z).sum(-1)
+        return quad + torch.einsum("bkm,bm->bk", z, c.expand(z.shape[0], -1)) + const[..., None]
+
+    def gradient(self, z: Tensor) -> Tensor:
+        return _mv(self.factors["M"].to(z), z) + self.linear.to(z)
+
+    def primal(self, z: Tensor) -> Tensor:
+        """y(z) = -P^-1 (q + K'z), (B, n)."""
+        f = self.factors
+        return -f["pinv_q"].to(z) - _mv(f["pinv_kt"].to(z), z)
+
+    def program(self) -> CompositeProgram:
+        lower = [-math.inf] * self.me + [0.0] * self.mi
+        lipschitz = self.factors["lipschitz"].expand(self.data.batch).clamp_min(1e-12)
+        return CompositeProgram(self.smooth, Box(lower, [math.inf] * self.m), lipschitz)
+
+    def primal_objective(self, y: Tensor) -> Tensor:
+        d = self.data
+        return 0.5 * (_mv(d.P.to(y), y) * y).sum(-1) + (d.q.to(y) * y).sum(-1)
+
+    def dual_objective(self, z: Tensor) -> Tensor:
+        return -self.smooth(z)
+
+    def duality_gap(self, z: Tensor) -> Tensor:
+        """f(y(z)) - d(z) (signed; >= 0 up to rounding when y(z) is feasible and mu >= 0)."""
+        return self.primal_objective(self.primal(z)) - self.dual_objective(z)
+
+    def primal_violation(self, y: Tensor) -> Tensor:
+        d = self.data
+        out = y.new_zeros(y.shape[0])
+        if self.me:
+            out = torch.maximum(out, (_mv(d.A.to(y), y) - d.b.to(y)).abs().amax(-1))
+        if self.mi:
+            out = torch.maximum(out, (_mv(d.G.to(y), y) - d.h.to(y)).clamp_min(0).amax(-1))
+        return out
+
+    # ----- certificates --------------------------------------------------------------------
+    def recover(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(y, z~): the closed-form primal answer of z and the multipliers certifying it (module doc)."""
+        mu = z[..., self.me:]
+        if self.me:
+            f = self.factors
+            rhs = self.linear[..., :self.me].to(z) + _mv(f["M"][..., :self.me, self.me:].to(z), mu)
+            z = torch.cat([-_mv(f["eq_pinv"].to(z), rhs), mu], dim=-1)
+        y = self.primal(z)
+        if interior is not None and self.mi:
+            g = self.data.G.to(y)
+            step = _mv(g, y - interior)
+            room = (self.data.h.to(y) - _mv(g, interior)).clamp_min(0)
+            ratio = torch.where(step > 0, room / step.clamp_min(1e-300), torch.full_like(step, math.inf))
+            t = ratio.amin(-1, keepdim=True).clamp(max=1.0)
+            y = interior + t * (y - interior)
+        return y, z
+
+    def certificate(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(relative gap, violation) of the recovered pair, both (B,)."""
+        y, z = self.recover(z, interior)
+        objective = self.primal_objective(y)
+        gap = relative_gap(objective - self.dual_objective(z), objective)
+        violation = self.primal_violation(y)
+        if self.mi:
+            violation = torch.maximum(violation, (-z[..., self.me:]).clamp_min(0).amax(-1))
+        return gap, violation
+
+    # ----- polish ------------------------------------------------------------------------
+    def active_guess(self, z: Tensor, slack_weight: float = 0.0) -> Tensor:
+        """(B, mi) bool: mu_i - slack_weight * (h - G y_eq)_i > 0 (slack_weight 0: mu_i > 0)."""
+        mu = z[..., self.me:]
+        if slack_weight == 0:
+            return mu > 0
+        y, _ = self.recover(z)
+        slack = self.data.h.to(y) - _mv(self.data.G.to(y), y)
+        return mu - slack_weight * slack > 0
+
+    def active_set_update(self, z: Tensor) -> Tensor:
+        """The primal-dual active-set rule after a KKT solve: keep mu_i > 0, add violated G_i y(z) > h_i."""
+        y = self.primal(z)
+        return (z[:, self.me:] > 0) | (_mv(self.data.G.to(y), y) > self.data.h.to(y))
+
+    def kkt(self, active: Tensor) -> Tensor:
+        """z solving the equality-constrained QP with the inequalities `active` (B, mi) held tight."""
+        mask = torch.cat([active.new_ones(active.shape[0], self.me), active], dim=-1).to(self.linear.dtype)
+        m = self.factors["M"]
+        system = mask[:, :, None] * m * mask[:, None, :] + torch.diag_embed(1 - mask)
+        rhs = -mask * self.linear
+        chol, info = torch.linalg.cholesky_ex(system)
+        z = torch.cholesky_solve(rhs[..., None], chol)[..., 0]
+        if (info != 0).any():  # dependent constraints: least squares on those instances
+            bad = info != 0
+            z[bad] = torch.linalg.lstsq(system[bad], rhs[bad][..., None], driver="gelsd").solution[..., 0]
+        else:
+            z = z - torch.cholesky_solve((_mv(system, z) - rhs)[..., None], chol)[..., 0]  # refinement
+        return z
+
+    def polish(self, z: Tensor, tol: float, max_iterations: int, interior: Tensor | None = None,
+               active: Tensor | None = None, slack_weight: float = 0.0, rounds: int = 12,
+               fista_chunk: int = 500) -> QPPolishResult:
+        """Certify z (B, m) to tol by active-set KKT solves with FISTA fallback (module doc)."""
+        z = z.detach().to(self.linear.dtype).clone()
+        if self.data.batch != z.shape[0]:  # one QP polished from several starts
+            b, h = self.data.b.expand(z.shape[0], -1), self.data.h.expand(z.shape[0], -1)
+            data = QPData(self.data.P, self.data.q, self.data.A, b, self.data.G, h)
+            return QPDual(data, self.factors).polish(z, tol, max_iterations, interior, active, slack_weight,
+                                                     rounds, fista_chunk)
+        if self.mi:
+            z[:, self.me:] = z[:, self.me:].clamp_min(0)
+        n = z.shape[0]
+        gap, violation = self.certificate(z, interior)
+        done = (gap <= tol) & (violation <= tol)
+        kkt_solves = torch.zeros(n, dtype=torch.int64)
+        fista_steps = torch.zeros(n, dtype=torch.int64)
+        first = done.clone()  # certified with no solve counts as accepted
+        guess = self.active_guess(z, slack_weight) if active is None else active.clone()
+        budget = max_iterations
+        since_fista = 0
+        while budget > 0 and not done.all():
+            work = (~done).nonzero()[:, 0]
+            sub = self.subset(work)
+            inner = None if interior is None else interior[work]
+            if since_fista < rounds or fista_chunk == 0:
+                new = sub.kkt(guess[work])
+                ok_gap, ok_violation = sub.certificate(new, inner)
+                ok = (ok_gap <= tol) & (ok_violation <= tol)
+                kkt_solves[work] += 1
+                if budget == max_iterations:
+                    first[work] = ok
+                guess[work] = sub.active_set_update(new)
+                take = ok | (ok_gap + ok_violation < gap[work] + violation[work])
+                budget, since_fista = budget - 1, since_fista + 1
+            else:
+                steps = min(fista_chunk, budget)
+                measure = lambda x, index: torch.maximum(*sub.subset(index).certificate(x, None if inner is None  # noqa: E731
+                                                                                       else inner[index]))
+                result = fista(lambda index: sub.subset(index).program(), z[work], tol, steps, measure=measure)
+                new = result.x
+                fista_steps[work] += result.iterations
+                guess[work] = sub.active_guess(new, 1.0)
+                ok_gap, ok_violation = sub.certificate(new, inner)
+                ok = (ok_gap <= tol) & (ok_violation <= tol)
+                take = torch.ones_like(ok)
+                budget, since_fista = budget - steps, 0
+            z[work[take]] = new[take]
+            gap[work[take]], violation[work[take]] = ok_gap[take], ok_violation[take]
+            done[work] = ok
+        iterations = kkt_solves + fista_steps
+        return QPPolishResult(z, gap, iterations, done, violation, first, kkt_solves, fista_steps)
+
+    def subset(self, index: Tensor) -> QPDual:
+        """The dual of the instances `index`, reusing the factorisations."""
+        factors = {k: (v if v.shape[0] == 1 else v[index]) for k, v in self.factors.items()}
+        return QPDual(self.data.index(index), factors)
+
+
+# ----- the reference solver ----------------------------------------------------------------
+def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -> tuple[Tensor, Tensor, Tensor]:
+    """Batched Mehrotra predictor-corrector IPM (float64). Returns y (B, n), z = [lambda, mu] (B, m) and
+    the iterations per instance. An instance stops when its KKT error (max of the scaled primal and
+    dual residuals and the mean complementarity) is <= tol or has not improved for 3 iterations
+    (rounding floor); the iterate with the smallest error is returned."""
+    data = data.to(torch.float64)
+    batch, n, me, mi = data.batch, data.n, data.me, data.mi
+    state = [torch.zeros(batch, n, dtype=torch.float64), torch.zeros(batch, me, dtype=torch.float64),
+             torch.ones(batch, mi, dtype=torch.float64), torch.ones(batch, mi, dtype=torch.float64)]
+    best = [t.clone() for t in state]
+    best_error = torch.full((batch,), math.inf, dtype=torch.float64)
+    stalled = torch.zeros(batch, dtype=torch.int64)
+    iterations = torch.zeros(batch, dtype=torch.int64)
+    work = torch.arange(batch)
+    for count in range(max_iterations + 1):
+        d = data.index(work)
+        yw, lw, sw, mw = (t[work] for t in state)
+        rd = _mv(d.P, yw) + d.q + _mv(d.A.mT, lw) + _mv(d.G.mT, mw)
+        re, ri = _mv(d.A, yw) - d.b, _mv(d.G, yw) + sw - d.h
+        comp = (sw * mw).mean(-1) if mi else torch.zeros(len(work), dtype=torch.float64)
+        scale = lambda r, v: (r.abs().amax(-1) / (1 + v.abs().amax(-1))) if r.shape[-1] else comp * 0  # noqa: E731
+        error = torch.stack([scale(rd, d.q), scale(re, d.b), scale(ri, d.h), comp]).amax(0).nan_to_num(math.inf)
+        better = error < best_error[work]
+        for kept, now in zip(best, (yw, lw, sw, mw)):
+            kept[work[better]] = now[better]
+        stalled[work] = torch.where(error < 0.5 * best_error[work], 0, stalled[work] + 1)
+        best_error[work] = torch.minimum(error, best_error[work])
+        keep = (best_error[work] > tol) & (stalled[work] < 3) & torch.isfinite(error)
+        work, yw, lw, sw, mw, rd, re, ri, comp = (t[keep] for t in (work, yw, lw, sw, mw, rd, re, ri, comp))
+        if len(work) == 0 or count == max_iterations:
+            break
+        d = data.index(work)
+        iterations[work] += 1
+        gw = d.G.expand(len(work), -1, -1)
+        hessian = d.P + (gw.mT * (mw / sw)[:, None, :]) @ gw
+        chol = torch.linalg.cholesky_ex(hessian)[0]
+
+        def newton(rc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            rhs = -rd - _mv(gw.mT, (rc + mw * ri) / sw)
+            hr = torch.cholesky_solve(rhs[..., None], chol)[..., 0]
+            if me:
+                ha = torch.cholesky_solve(d.A.mT.expand(len(work), -1, -1), chol)
+                dl = torch.linalg.solve(d.A @ ha, _mv(d.A, hr) + re)
+                dy = hr - _mv(ha, dl)
+            else:
+                dl, dy = lw[:, :0], hr
+            ds = -ri - _mv(gw, dy)
+            return dy, dl, ds, (rc - mw * ds) / sw
+
+        def longest(ds: Tensor, dm: Tensor) -> Tensor:
+            ratio = torch.cat([torch.where(ds < 0, -sw / ds, torch.inf), torch.where(dm < 0, -mw / dm, torch.inf)], -1)
+            return ratio.amin(-1, keepdim=True).clamp(max=1.0) if mi else torch.ones(len(work), 1, dtype=torch.float64)
+
+        step = newton(-sw * mw)
+        alpha = longest(step[2], step[3])
+        if mi:
+            affine = ((sw + alpha * step[2]) * (mw + alpha * step[3])).mean(-1)
+            sigma = (affine / comp.clamp_min(1e-300)).clamp(0, 1) ** 3
+            step = newton(-sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
+            alpha = (0.99 * longest(step[2], step[3])).clamp(max=1.0)
+        for t, now, delta in zip(state, (yw, lw, sw, mw), step):
+            t[work] = now + alpha * delta
+    return best[0], torch.cat([best[1], best[3]], dim=-1), iterations
+
+
+def solve_qp(data: QPData, tol: float = 1e-9, chunk: int = 2048) -> tuple[Tensor, Tensor]:
+    """Accurate batched solutions: the interior-point method, then the active-set polish with the
+    interior-point active set, until the relative gap and the violation are <= tol. Returns
+    y (B, n) and z (B, m) in float64 (instances the polish could not certify keep the IPM answer)."""
+    data = data.to(torch.float64)
+    ys, zs = [], []
+    for start in range(0, data.batch, chunk):
+        part = data.index(slice(start, start + chunk)) if data.batch > 1 else data
+        y, z, _ = interior_point(part, tol=min(tol, 1e-10))
+        dual = QPDual(part)
+        if part.mi:  # one KKT solve on the interior-point active set, kept where it certifies better
+            active = z[:, part.me:] > part.h - _mv(part.G, y)
+            exact = dual.kkt(active)
+            better = torch.stack(dual.certificate(exact)).amax(0) < torch.stack(dual.certificate(z)).amax(0)
+            z = torch.where(better[:, None], exact, z)
+            result = dual.polish(z, tol, 50, active=dual.active_set_update(exact), fista_chunk=0)
+            z = torch.where(result.converged[:, None], result.x, z)
+        ys.append(dual.recover(z)[0])
+        zs.append(z)
+    return torch.cat(ys), torch.cat(zs)

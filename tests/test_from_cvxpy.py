@@ -1,0 +1,124 @@
+"""from_cvxpy: the torch evaluator against CVXPY, both routes against CVXPY's optimum, refusals."""
+
+import numpy as np
+import pytest
+import torch
+
+cp = pytest.importorskip("cvxpy")
+
+from convexop import from_cvxpy  # noqa: E402
+from convexop.errors import InputError  # noqa: E402
+from convexop.evaluation.polish import polish  # noqa: E402
+from convexop.families.cvxpy_expressions import evaluate, is_smooth  # noqa: E402
+
+
+def test_evaluator_matches_cvxpy_on_many_atoms():
+    rng = np.random.default_rng(0)
+    x, X = cp.Variable(3, name="x"), cp.Variable((2, 3), name="X")
+    P, a = cp.Parameter((3, 3), name="P"), cp.Parameter(3, name="a")
+    M = rng.standard_normal((3, 3))
+    exprs = [cp.sum_squares(x - a), cp.quad_form(x, M @ M.T), cp.norm(x, 2), cp.norm1(x), cp.norm_inf(x), P @ x,
+             2 * x, cp.multiply(a, x), cp.log_sum_exp(x), cp.exp(x), cp.power(x, 2), x[0], x[1:], x / 2, a @ x,
+             cp.huber(x, 0.5), cp.logistic(x), cp.reshape(x, (1, 3), order="F").T, cp.pnorm(x, 3),
+             cp.quad_over_lin(x, 2), cp.hstack([x, x]), cp.vstack([x, x]), cp.cumsum(x), cp.diff(x), cp.trace(P),
+             cp.diag(x), cp.max(x), cp.sum(X, axis=0), X @ x, cp.reshape(X, (3, 2), order="F"), X.T, X[1, :],
+             cp.maximum(x, 0)]
+    values = {"x": rng.standard_normal((4, 3)), "X": rng.standard_normal((4, 2, 3)),
+              "P": rng.standard_normal((4, 3, 3)), "a": rng.standard_normal((4, 3))}
+    variables = {x.id: torch.tensor(values["x"]), X.id: torch.tensor(values["X"])}
+    params = {P.id: torch.tensor(values["P"]), a.id: torch.tensor(values["a"])}
+    for expr in exprs:
+        out = evaluate(expr, variables, params)
+        for i in range(4):
+            x.value, X.value, P.value, a.value = values["x"][i], values["X"][i], values["P"][i], values["a"][i]
+            got = out[i] if out.shape[0] > 1 else out[0]
+            np.testing.assert_allclose(got.numpy(), np.asarray(expr.value), atol=1e-9, err_msg=str(expr))
+    assert is_smooth(cp.sum_squares(x - a)) and not is_smooth(cp.norm1(x)) and not is_smooth(cp.norm(x, 2))
+
+
+def _markowitz(n=8, k=2):
+    w, mu, F = cp.Variable(n, name="w"), cp.Parameter(n, name="mu"), cp.Parameter((n, k), name="F")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(F.T @ w) + 0.1 * cp.sum_squares(w) - mu @ w),
+                         [cp.sum(w) == 1, w >= 0])
+    sampler = lambda m, rng: {"mu": rng.normal(0.05, 0.1, (m, n)), "F": rng.normal(0, 0.3, (m, n, k))}  # noqa: E731
+    return problem, sampler
+
+
+def test_route_a_simplex_reproduces_cvxpy_after_polish():
+    problem, sampler = _markowitz()
+    family = from_cvxpy(problem, sampler, name="markowitz-test")
+    assert family.route == "simple sets" and family.rank == 8
+    theta = family.sample(4, np.random.default_rng(1))
+    check = family.cross_check(theta)
+    assert check["max_relative_objective_difference"] < 1e-6
+    t = torch.as_tensor(theta)
+    start = torch.full((4, 8), 1 / 8, dtype=torch.float64)  # feasible, far from optimal
+    assert float(family.certificate(start, t).min()) > 1e-3
+    result = polish(family, start, t, 1e-9, 5000)
+    assert result.status == ["polished"] * 4
+    optimum = torch.as_tensor(family.reference(theta))
+    gap = (family.objective(result.x, t) - family.objective(optimum, t)).abs() / family.objective(optimum, t).abs()
+    assert float(gap.max()) < 1e-6
+    assert float(family.certificate(optimum, t).max()) <= 1e-8
+
+
+def test_route_a_box_and_l1_terms():
+    u, r = cp.Variable(5, name="u"), cp.Parameter(5, name="r")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(u - r) + 0.3 * cp.norm1(u)), [u <= 0.5, u >= -0.5])
+    with pytest.raises(InputError, match="do not combine"):
+        from_cvxpy(problem, lambda m, rng: {"r": rng.normal(size=(m, 5))})
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(u - r) + 0.3 * cp.norm1(u)))
+    family = from_cvxpy(problem, lambda m, rng: {"r": rng.normal(size=(m, 5))})
+    theta = family.sample(3, np.random.default_rng(2))
+    expected = np.sign(theta) * np.maximum(np.abs(theta) - 0.15, 0)  # soft thresholding, closed form
+    np.testing.assert_allclose(family.reference(theta), expected, atol=1e-8)
+
+
+def _random_qp(n=6, me=2, mi=3, seed=0):
+    rng = np.random.default_rng(seed)
+    L = rng.standard_normal((n, n))
+    Q = L @ L.T + 0.5 * np.eye(n)
+    A, G = rng.standard_normal((me, n)), rng.standard_normal((mi, n))
+    y, q, b = cp.Variable(n, name="y"), cp.Parameter(n, name="q"), cp.Parameter(me, name="b")
+    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(y, Q) + q @ y), [A @ y == b, G @ y <= 0.3])
+    sampler = lambda m, r: {"q": r.normal(size=(m, n)), "b": r.uniform(-0.2, 0.2, (m, me))}  # noqa: E731
+    return problem, sampler, y, q, b
+
+
+def test_route_b_dual_recovers_the_primal_optimum():
+    problem, sampler, y, q, b = _random_qp()
+    family = from_cvxpy(problem, sampler, name="qp-test")
+    assert family.route == "QP dual" and family.rank == 5 and family.labels[0] == "lambda[0]"
+    theta = family.sample(4, np.random.default_rng(3))
+    z = torch.as_tensor(family.reference(theta))
+    t = torch.as_tensor(theta)
+    assert float(family.certificate(z, t).max()) < 1e-9 and float(family.violation(z, t).max()) < 1e-9
+    for k in range(4):
+        parts = family.split_theta(t[k:k + 1])
+        q.value, b.value = parts["q"][0].numpy(), parts["b"][0].numpy()
+        problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+        answer = family.extra_answer(z[k:k + 1], t[k:k + 1])["variables"]["y"]
+        np.testing.assert_allclose(answer, y.value, atol=1e-6)
+        assert abs(float(family.objective(z[k:k + 1], t[k:k + 1])) - problem.value) < 1e-6 * max(1, abs(problem.value))
+    # polishing from zero multipliers certifies every instance
+    result = polish(family, torch.zeros_like(z), t, 1e-8, 200)
+    assert result.status == ["polished"] * 4
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x)), [p * p * x <= 1]), "not DPP"),
+    (lambda x, p: cp.Problem(cp.Maximize(cp.sum_squares(x - p))), "not convex"),
+    (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x - p)), [cp.exp(x[0]) + x[1] <= 1]), "neither a simple set nor affine"),
+    (lambda x, p: cp.Problem(cp.Minimize(cp.sum(cp.abs(x - p)))), "not smooth"),
+    (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x[0] - p)), [cp.sum(x) == 1, x[0] <= 2 * x[1]]), "singular"),
+])
+def test_refusals_name_the_offending_part(build, message):
+    x, p = cp.Variable(3, name="x"), cp.Parameter(name="p")
+    with pytest.raises(InputError, match=message):
+        from_cvxpy(build(x, p), lambda m, rng: {"p": rng.random(m)})
+
+
+def test_refuses_integer_variables():
+    x, p = cp.Variable(3, name="x", integer=True), cp.Parameter(name="p")
+    with pytest.raises(InputError, match="attribute integer"):
+        from_cvxpy(cp.Problem(cp.Minimize(cp.sum_squares(x - p))), lambda m, rng: {"p": rng.random(m)})

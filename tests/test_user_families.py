@@ -1,0 +1,104 @@
+"""Families from user code: from_torch, FILE.py:NAME on the command line, entry points, the examples."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convexop import api, from_torch
+from convexop.errors import InputError
+from convexop.families import get_family
+from convexop.prox import Box
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+FAMILY_FILE = textwrap.dedent('''
+    import torch
+    import convexop
+    from convexop.prox import Box
+
+    def g(x, theta):
+        return 0.5 * ((x - theta["c"]) ** 2).sum(-1) + 0.1 * (x ** 2).sum(-1)
+
+    family = convexop.from_torch(g, Box(-0.5, 0.5), variables={"x": 3}, parameters={"c": 3},
+                                 sampler={"c": (-1.0, 1.0)}, name="clipped",
+                                 lipschitz=lambda theta: torch.full((len(theta["c"]),), 1.2))
+''')
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "convexop", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_from_torch_box_program_has_its_closed_form():
+    family = from_torch(lambda x, t: 0.5 * ((x - t["c"]) ** 2).sum(-1) + 0.1 * (x ** 2).sum(-1), Box(-0.5, 0.5),
+                        variables=3, parameters={"c": 3}, sampler={"c": (-1.0, 1.0)},
+                        lipschitz=lambda t: torch.full((len(t["c"]),), 1.2))
+    theta = family.sample(16, np.random.default_rng(0))
+    assert family.parameters[0].domain() == "array of shape [3] of finite numbers in [-1, 1]"
+    np.testing.assert_allclose(family.reference(theta), np.clip(theta / 1.2, -0.5, 0.5), atol=1e-9)
+    assert family.step_hint == pytest.approx(1 / 1.2)
+    with pytest.raises(InputError, match="expected shape \\[5, 3\\], got \\[5, 2\\]"):
+        from_torch(lambda x, t: x.sum(-1), None, variables=3, parameters={"c": 3},
+                   sampler=lambda n, rng: {"c": np.zeros((n, 2))}).sample(5, np.random.default_rng(0))
+
+
+def test_family_file_through_the_cli_and_changed_file_refused(tmp_path):
+    (tmp_path / "fam.py").write_text(FAMILY_FILE)
+    run = _cli("train", "fam.py:family", "--out", "run", "--set", "steps=30", "--set", "n_instances=100",
+               "--set", "eval_every=10", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["family"] == f"{tmp_path / 'fam.py'}:family" and len(config["family_config"]["file_sha256"]) == 64
+    (tmp_path / "in.json").write_text(json.dumps({"instances": [{"c": [0.9, -0.2, 0.1]}]}))
+    solved = _cli("solve", "run", "--instances", "in.json", "--out", "out.json", "--polish", "1e-8", cwd=tmp_path)
+    assert solved.returncode == 0, solved.stderr
+    answer = json.loads((tmp_path / "out.json").read_text())["instances"][0]
+    assert answer["status"] == "polished" and answer["residual"] <= 1e-8
+    np.testing.assert_allclose(answer["variables"]["x"], np.clip(np.array([0.9, -0.2, 0.1]) / 1.2, -0.5, 0.5), atol=1e-7)
+    (tmp_path / "bad.json").write_text(json.dumps({"instances": [{"c": [0.9, -0.2]}]}))
+    bad = _cli("solve", "run", "--instances", "bad.json", "--out", "out2.json", cwd=tmp_path)
+    assert bad.returncode == 2 and "instances[0].c" in bad.stderr and "expected [3], got [2]" in bad.stderr
+    with open(tmp_path / "fam.py", "a") as handle:
+        handle.write("# edited\n")
+    changed = _cli("solve", "run", "--instances", "in.json", "--out", "out3.json", cwd=tmp_path)
+    assert changed.returncode == 2 and "file changed" in changed.stderr and len(changed.stderr.splitlines()) == 1
+    assert not (tmp_path / "out3.json").exists()
+    missing = _cli("generate", "fam.py:nothing", "--n", "3", "--out", "d.h5", cwd=tmp_path)
+    assert missing.returncode == 2 and "defines no 'nothing'" in missing.stderr
+
+
+def test_entry_point_discovery(tmp_path, monkeypatch):
+    (tmp_path / "tinyfam.py").write_text(FAMILY_FILE)
+    info = tmp_path / "tinyfam-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyfam\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[convexop.families]\ntiny = tinyfam:family\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    family = get_family("tiny")
+    assert family.name == "tiny" and family.rank == 3
+    listing = subprocess.run([sys.executable, "-m", "convexop", "families"], capture_output=True, text=True,
+                             env={"PYTHONPATH": f"{tmp_path}:{ROOT / 'src'}", "PATH": "/usr/bin:/bin"})
+    assert listing.returncode == 0 and "tiny  [exact convex program; rank 3" in listing.stdout
+    with pytest.raises(InputError, match="FILE.py:NAME"):
+        get_family("no-such-family")
+
+
+@pytest.mark.parametrize("example", ["lasso", "mpc", "markowitz"])
+def test_worked_examples_train_and_polish(example, tmp_path):
+    family = get_family(f"{EXAMPLES / example}.py:family")
+    report = api.train_and_assess(family, tmp_path / "run", n=20, steps=60, n_instances=200, eval_every=30)
+    assert report["warm_converged"] == 1.0 and report["cold_iterations"] > 0
+    assert np.isfinite(report["mean_relative_gap"]) and report["mean_relative_gap"] < 0.5
+    model = api.load(tmp_path / "run", family)
+    theta = family.sample(2, np.random.default_rng(5))
+    instances = [family.instance_from_theta(row) for row in theta]
+    out = api.solve(model, instances, polish=1e-7)
+    assert [a["status"] for a in out["instances"]] == ["polished", "polished"]
+    assert all(a["residual"] <= 1e-7 and set(a["variables"]) == {n for n, _ in family.layout} for a in out["instances"])
