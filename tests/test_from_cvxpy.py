@@ -90,7 +90,8 @@ def test_route_b_dual_recovers_the_primal_optimum():
     family = from_cvxpy(problem, sampler, name="qp-test")
     assert family.route == "QP dual" and family.rank == 5 and family.labels[0] == "lambda[0]"
     theta = family.sample(4, np.random.default_rng(3))
-    z = torch.as_tensor(family.reference(theta))
+    z = torch.as_tensor(family.in_basis_optimum(theta))  # coefficients: the multipliers / scale
+    np.testing.assert_allclose(family.reference(theta), family.scale * z.numpy())
     t = torch.as_tensor(theta)
     assert float(family.certificate(z, t).max()) < 1e-9 and float(family.violation(z, t).max()) < 1e-9
     for k in range(4):

@@ -11,6 +11,7 @@ and polishing is the active-set KKT polish.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -140,11 +141,13 @@ class CvxpyQPFamily(UserFamily):
         self._factors = None
         probe = self._probe(draw, specs)
         me, mi = probe["A"].shape[1], probe["G"].shape[1]
+        lipschitz = QPDual.factor(QPData(*(probe[k] for k in ("P", "q", "A", "b", "G", "h"))))["lipschitz"]
+        scale = float(lipschitz.median()) ** -0.5  # coefficients x = z / scale: the program is 1-smooth
         layout = [(k, (m,)) for k, m in (("lambda", me), ("mu", mi)) if m]
         blocks = [(me, Zero())] * bool(me) + [(mi, NonNegative())] * bool(mi)
         f = SeparableSum(blocks) if len(blocks) > 1 else blocks[0][1]
         super().__init__(name, layout, specs, self._dual_g, f, draw, lipschitz=self._dual_lipschitz,
-                         training=training, description=str(problem))
+                         training=training, description=str(problem), scale=scale)
         self.route = "QP dual"
         self.primal_layout = [(v.name(), tuple(v.shape)) for v in self.cvx_variables]
         self.reference_method = "QP dual optimum: batched interior point + active-set KKT polish, gap <= 1e-9"
@@ -186,35 +189,40 @@ class CvxpyQPFamily(UserFamily):
         self._cache = (theta.clone(), dual, d["c"])
         return dual, d["c"]
 
-    def _dual_g(self, z: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.qp(torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1))[0].smooth(z)
+    def _dual_g(self, x: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.qp(torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1))[0].smooth(self.scale * x)
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        dual, _ = self.qp(theta)  # keep the (batch, M, m) shape: QPDual evaluates it directly
-        return dual.smooth(x)
+        """The negated dual function at z = scale * x (batched over queries), less its constant
+        1/2 q'P^-1 q so that float32 queries keep the digits that vary; `objective` is primal."""
+        return self.qp(theta)[0].smooth(self.scale * x, constant=False)
 
     def _dual_lipschitz(self, theta: dict[str, torch.Tensor]) -> torch.Tensor:
         flat = torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1)
-        dual, _ = self.qp(flat)
-        return dual.factors["lipschitz"].expand(len(flat))
+        return self.scale ** 2 * self.qp(flat)[0].factors["lipschitz"].expand(len(flat))
 
     # ----- certificates and answers in primal terms ----------------------------------------
-    def primal(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """(B, n) closed-form primal answers of dual candidates z."""
-        return self.qp(theta)[0].recover(z.double())[0]
+    def multipliers(self, x: torch.Tensor) -> torch.Tensor:
+        """Coefficients -> dual multipliers z = scale * x (float64)."""
+        return self.scale * x.double()
+
+    def primal(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(B, n) closed-form primal answers of coefficients x."""
+        return self.qp(theta)[0].recover(self.multipliers(x))[0]
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         dual, constant = self.qp(theta)
-        return self.sign * (dual.primal_objective(dual.recover(x.double())[0]) + constant)
+        return self.sign * (dual.primal_objective(self.primal(x, theta)) + constant)
 
     def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(x.double())[0]
+        return self.qp(theta)[0].certificate(self.multipliers(x))[0]
 
     def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(x.double())[1]
+        return self.qp(theta)[0].certificate(self.multipliers(x))[1]
 
     def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int) -> SolveResult:
-        return self.qp(theta)[0].polish(x.double(), tol, max_iterations)
+        result = self.qp(theta)[0].polish(self.multipliers(x), tol, max_iterations)
+        return dataclasses.replace(result, x=result.x / self.scale)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         if x is None:
@@ -228,7 +236,7 @@ class CvxpyQPFamily(UserFamily):
 
     def in_basis_optimum(self, theta: np.ndarray, tol: float = 1e-9, max_iterations: int = 0) -> np.ndarray:
         dual, _ = self.qp(torch.as_tensor(theta, dtype=torch.float64))
-        return solve_qp(dual.data, tol)[1].numpy()
+        return solve_qp(dual.data, tol)[1].numpy() / self.scale
 
 
 class HessianBound:

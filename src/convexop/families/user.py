@@ -27,6 +27,7 @@ from ..basis import Basis
 from ..certificates import CompositeProgram
 from ..errors import InputError
 from ..prox import Prox, Zero
+from ..references.active_set_newton import active_set_newton, newton_supported
 from ..references.forward_backward import fista
 from .base import Family, Parameter
 
@@ -67,10 +68,11 @@ class UserFamily(Family):
     def __init__(self, name: str, layout: list[tuple[str, tuple[int, ...]]], parameters: tuple[Parameter, ...],
                  g: Callable, f: Prox | None, sampler: Callable[[int, np.random.Generator], dict],
                  lipschitz: Callable | None = None, reference: Callable | None = None,
-                 training: dict | None = None, description: str = "") -> None:
+                 training: dict | None = None, description: str = "", scale: float = 1.0) -> None:
         labels = _labels(layout)
         size = len(labels)
-        basis = Basis(labels, np.eye(size), np.ones(size), np.arange(size, dtype=np.float64))
+        basis = Basis(labels, scale * np.eye(size), np.ones(size), np.arange(size, dtype=np.float64))
+        self.scale = float(scale)  # values (the program's variables) = scale * coefficients
         super().__init__(basis)
         self.name = name
         self.layout = layout
@@ -100,7 +102,7 @@ class UserFamily(Family):
     def default_training(self) -> dict[str, Any]:  # an instance method here: settings are per family
         rank = self.rank
         model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward"} if rank <= 32 else
-                 {"depth": 10, "width": 32, "gamma": 0.5, "init": "scaled"})
+                 {"depth": 10, "width": 20, "gamma": 0.5, "init": "authors"})
         defaults = {"model": model,
                     "training": {"steps": 2000, "batch_size": 256, "lr": 3e-3, "n_instances": 2000,
                                  "eval_every": 200, "grad_clip": 1.0}}
@@ -162,6 +164,13 @@ class UserFamily(Family):
         nonsmooth = None if isinstance(self.prox, Zero) else self.prox
         return CompositeProgram(lambda x: self.g(x, theta), nonsmooth, self.lipschitz(theta))
 
+    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
+        """Active-set Newton rounds then FISTA (references/active_set_newton.py) where f is a sum
+        of zero, box, L1 and simplex pieces; otherwise None (plain warm-started FISTA)."""
+        if not newton_supported(self.prox):
+            return None
+        return active_set_newton(lambda index: self.program(theta[index]), x, tol, max_iterations)
+
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         if x is None:
             return {}
@@ -187,7 +196,7 @@ class UserFamily(Family):
             solve = lambda rows: np.asarray(self._reference(self.split_theta(torch.as_tensor(rows))), dtype=np.float64)
         else:
             solve = self.in_basis_optimum
-        return self.solve_in_chunks(theta, 1024, solve, progress)
+        return self.scale * self.solve_in_chunks(theta, 1024, solve, progress)
 
     def reference_error(self) -> float:
         return REFERENCE_TOL

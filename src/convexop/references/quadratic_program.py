@@ -141,9 +141,11 @@ class QPDual:
                 "lipschitz": torch.linalg.eigvalsh(m)[..., -1] if data.me + data.mi else m.new_zeros(m.shape[0])}
 
     # ----- the dual program ----------------------------------------------------------------
-    def smooth(self, z: Tensor) -> Tensor:
-        """g(z): (B, m) -> (B,) or (B, M, m) -> (B, M); differentiable."""
-        m, c, const = self.factors["M"].to(z), self.linear.to(z), self.factors["const"].to(z)
+    def smooth(self, z: Tensor, constant: bool = True) -> Tensor:
+        """g(z): (B, m) -> (B,) or (B, M, m) -> (B, M); differentiable. constant=False leaves out
+        1/2 q'P^-1 q (the same minimiser; low-precision callers keep more digits of what varies)."""
+        m, c = self.factors["M"].to(z), self.linear.to(z)
+        const = self.factors["const"].to(z) if constant else torch.zeros_like(self.factors["const"]).to(z)
         if z.dim() == 2:
             return 0.5 * (_mv(m, z) * z).sum(-1) + (c * z).sum(-1) + const
         quad = 0.5 * ((z @ m) * z).sum(-1)
