@@ -123,3 +123,25 @@ def test_refuses_integer_variables():
     x, p = cp.Variable(3, name="x", integer=True), cp.Parameter(name="p")
     with pytest.raises(InputError, match="attribute integer"):
         from_cvxpy(cp.Problem(cp.Minimize(cp.sum_squares(x - p))), lambda m, rng: {"p": rng.random(m)})
+
+
+def test_route_b_interior_point_makes_every_recovered_answer_feasible():
+    rng = np.random.default_rng(4)
+    n, me, mi = 8, 3, 4
+    Q, p = np.diag(rng.uniform(0.1, 1.0, n)), rng.random(n)
+    A, G = rng.standard_normal((me, n)), rng.standard_normal((mi, n))
+    pinv = np.linalg.pinv(A)
+    h = np.abs(G @ pinv).sum(1)
+    y, x = cp.Variable(n, name="y"), cp.Parameter(me, name="x")
+    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(y, Q) + p @ y), [A @ y == x, G @ y <= h])
+    sampler = lambda m, r: {"x": r.uniform(-0.9, 0.9, (m, me))}  # noqa: E731
+    plain = from_cvxpy(problem, sampler)
+    family = from_cvxpy(problem, sampler, interior=lambda theta: np.asarray(theta["x"]) @ pinv.T)
+    theta = torch.as_tensor(family.sample(6, np.random.default_rng(5)))
+    guess = 20 * torch.randn(6, family.rank, dtype=torch.float64).abs()  # poor multipliers
+    assert float(family.violation(guess, theta).max()) < 1e-9
+    assert float(plain.violation(guess, theta).max()) > 1e-3
+    result = polish(family, guess, theta, 1e-9, 100)
+    assert result.status == ["polished"] * 6
+    with pytest.raises(InputError, match="route \\(b\\) only"):
+        from_cvxpy(_markowitz()[0], _markowitz()[1], interior=lambda theta: None)

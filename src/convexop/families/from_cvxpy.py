@@ -261,10 +261,14 @@ class CvxpyFamily(UserFamily):
         return {"max_relative_objective_difference": worst_gap, "max_distance": worst_distance}
 
 
-def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None = None):
-    """A family from a DPP CVXPY problem and a sampler of its parameters (module docstring)."""
+def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None = None, interior=None):
+    """A family from a DPP CVXPY problem and a sampler of its parameters (module docstring).
+
+    interior (route b only, optional): theta dict -> (batch, n) strictly feasible primal points
+    (variables flattened in order); the closed-form recovery then steps from there towards the dual's
+    primal answer as far as the inequalities allow, so every answer is feasible."""
     try:
-        return CvxpyFamily(problem, sampler, name, training)
+        family = CvxpyFamily(problem, sampler, name, training)
     except InputError as simple_error:
         if "not a simple set" not in str(simple_error) and "do not combine" not in str(simple_error):
             raise
@@ -273,4 +277,7 @@ def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None =
         reason = qp_refusal(problem)
         if reason is not None:  # the objective rules route (b) out: route (a)'s reason is the one to give
             raise (simple_error if reason[0] == "objective" else refuse(*reason)) from None
-        return CvxpyQPFamily(problem, sampler, name, training)
+        return CvxpyQPFamily(problem, sampler, name, training, interior)
+    if interior is not None:
+        raise refuse("interior", "applies to route (b) only (a QP solved through its dual); this problem is route (a)")
+    return family

@@ -129,8 +129,9 @@ class QPExtractor:
 class CvxpyQPFamily(UserFamily):
     """Route (b): coordinates are the dual variables (lambda for the equalities, mu >= 0)."""
 
-    def __init__(self, problem, sampler, name: str, training: dict | None) -> None:
+    def __init__(self, problem, sampler, name: str, training: dict | None, interior=None) -> None:
         _check_problem(problem)
+        self._interior = interior
         self.cvx_variables = sorted(problem.variables(), key=lambda v: v.id)
         self.cvx_parameters, specs = _parameter_specs(problem)
         sign = 1.0 if type(problem.objective).__name__ == "Minimize" else -1.0
@@ -206,22 +207,30 @@ class CvxpyQPFamily(UserFamily):
         """Coefficients -> dual multipliers z = scale * x (float64)."""
         return self.scale * x.double()
 
+    def interior(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """(B, n) the user's strictly feasible points for theta (float64), or None."""
+        if self._interior is None:
+            return None
+        point = self._interior(self.split_theta(theta.double()))
+        return torch.as_tensor(np.asarray(point) if not isinstance(point, torch.Tensor) else point,
+                               dtype=torch.float64).reshape(len(theta), -1)
+
     def primal(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """(B, n) closed-form primal answers of coefficients x."""
-        return self.qp(theta)[0].recover(self.multipliers(x))[0]
+        return self.qp(theta)[0].recover(self.multipliers(x), self.interior(theta))[0]
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         dual, constant = self.qp(theta)
         return self.sign * (dual.primal_objective(self.primal(x, theta)) + constant)
 
     def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(self.multipliers(x))[0]
+        return self.qp(theta)[0].certificate(self.multipliers(x), self.interior(theta))[0]
 
     def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(self.multipliers(x))[1]
+        return self.qp(theta)[0].certificate(self.multipliers(x), self.interior(theta))[1]
 
     def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int) -> SolveResult:
-        result = self.qp(theta)[0].polish(self.multipliers(x), tol, max_iterations)
+        result = self.qp(theta)[0].polish(self.multipliers(x), tol, max_iterations, self.interior(theta))
         return dataclasses.replace(result, x=result.x / self.scale)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
