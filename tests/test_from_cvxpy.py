@@ -57,6 +57,7 @@ def test_route_a_simplex_reproduces_cvxpy_after_polish():
     result = polish(family, start, t, 1e-9, 5000)
     assert result.status == ["polished"] * 4
     optimum = torch.as_tensor(family.reference(theta))
+    assert family.cross_checked < 1e-6 and "cross-checked against CVXPY" in family.reference_method
     gap = (family.objective(result.x, t) - family.objective(optimum, t)).abs() / family.objective(optimum, t).abs()
     assert float(gap.max()) < 1e-6
     assert float(family.certificate(optimum, t).max()) <= 1e-8
