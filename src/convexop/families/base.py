@@ -235,11 +235,23 @@ class Family(torch.nn.Module):
         program = self.program(theta)
         return None if program is None else program.violation(x)
 
+    newton_polish: ClassVar[bool] = False  # polish by active-set Newton (else warm-started FISTA)
+
     def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
-        """A family-specific polish (e.g. an active-set KKT solve for QP duals) returning a
-        `references.forward_backward.SolveResult` whose `converged` means certified to tol, or None
-        to use the default warm-started FISTA on `program(theta)`."""
-        return None
+        """A family-specific polish returning a `references.forward_backward.SolveResult` whose
+        `converged` means certified to tol, or None to use warm-started FISTA on `program(theta)`.
+        Default: active-set Newton (references/active_set_newton.py; with the family's closed-form
+        `gradient_and_hessian` where it has one) for families with `newton_polish` whose program's
+        non-smooth part it supports, else None."""
+        from ..references.active_set_newton import active_set_newton, newton_supported
+
+        program = self.program(theta[:1]) if self.newton_polish else None
+        if program is None or not newton_supported(program.nonsmooth):
+            return None
+        hessian = None
+        if callable(getattr(self, "gradient_and_hessian", None)):
+            hessian = lambda index, z: self.gradient_and_hessian(z, theta[index])[1]  # noqa: E731
+        return active_set_newton(lambda index: self.program(theta[index]), x, tol, max_iterations, hessian=hessian)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         """Family-specific fields of one `solve` answer (e.g. hedging's price)."""

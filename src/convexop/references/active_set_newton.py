@@ -62,8 +62,8 @@ def _hessian(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
     return (hessian + hessian.mT) / 2
 
 
-def _newton_round(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
-    """One active-set Newton step from x (B, R)."""
+def _newton_round(program: CompositeProgram, x: torch.Tensor, hessian=None) -> torch.Tensor:
+    """One active-set Newton step from x (B, R); `hessian(x)` (B, R, R) when known in closed form."""
     batch, size = x.shape
     step = program.step(x)
     _, gradient = program.value_and_gradient(x)
@@ -90,7 +90,7 @@ def _newton_round(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
                 row = torch.zeros_like(x)
                 row[:, block] = (~zero).to(x.dtype)
                 rows.append((row, part.total))
-    hessian = _hessian(program, x)
+    hessian = _hessian(program, x) if hessian is None else hessian(x)
     move = torch.where(free, torch.zeros_like(x), fixed - x)  # active coordinates jump to their values
     rhs = -(gradient + linear + (hessian @ move[..., None])[..., 0])
     eye = torch.eye(size, dtype=x.dtype, device=x.device)
@@ -160,9 +160,10 @@ def _line_search(program: CompositeProgram, x: torch.Tensor, target: torch.Tenso
 
 
 def active_set_newton(build, x0: torch.Tensor, tol: float, max_iterations: int,
-                      rounds: int = 8, restart_steps: int = 1) -> SolveResult:
+                      rounds: int = 8, restart_steps: int = 1, hessian=None) -> SolveResult:
     """Polish x0 (n, R) to certificate <= tol: active-set Newton rounds, then FISTA (module doc).
-    `build(index)` returns the CompositeProgram of those instances."""
+    `build(index)` returns the CompositeProgram of those instances; `hessian(index, x)` (k, R, R),
+    when given, replaces the central differences (e.g. a family's generalised Hessian)."""
     n = x0.shape[0]
     index = torch.arange(n, device=x0.device)
     program = build(index)
@@ -175,7 +176,8 @@ def active_set_newton(build, x0: torch.Tensor, tol: float, max_iterations: int,
         if len(work) == 0:
             break
         sub = build(work)
-        trial = program_safe(lambda prog, z: _line_search(prog, z, _newton_round(prog, z)), sub, current[work])
+        exact = None if hessian is None else (lambda z, work=work: hessian(work, z))
+        trial = program_safe(lambda prog, z: _line_search(prog, z, _newton_round(prog, z, exact)), sub, current[work])
         trial_residual = sub.residual(trial)
         better = trial_residual < residual[work]  # x keeps the best point (NaN never better)
         x[work[better]] = trial[better]
