@@ -5,6 +5,7 @@ from .elliptic_pde import EllipticPDE
 from .heat_pde import HeatPDE
 from .hedging import Hedging
 from .operator_learning import Antiderivative, Burgers, DiffusionReaction
+from .qp_dc3 import QPDC3
 from .toy_box import ToyBox
 from .utility_max import UtilityMax
 

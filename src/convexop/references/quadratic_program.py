@@ -13,17 +13,18 @@ feasible `interior` point is known, y = interior + t (y_eq - interior) with the 
 keeping G y <= h (a ratio test; y is then feasible). The certificate of z is the pair
     gap       = (f(y) - d(z~)) / max(1, |f(y)|)     (relative duality gap; d(z~) <= f* by weak duality)
     violation = max(||Ay - b||_inf, max(Gy - h)_+, max(-mu)_+)   (absolute),
-and z is *certified at tol* when both are <= tol. For a feasible y, 0 <= f(y) - f* <= gap * scale, so
-the gap bounds the suboptimality of the answer itself. `duality_gap(z)` is the plain signed gap of
-(y(z), z), which agrees with the certificate at a KKT point.
-
+and z is *certified at tol* when both are <= tol. For a feasible y, 0 <= f(y) - f* <= gap * scale: the
+gap bounds the suboptimality of the answer itself, relative to the objective's size (as OSQP's and
+Clarabel's relative tolerances; the 1 keeps objectives near 0 on an absolute scale). The raw dual
+recovery y(z) is kept (`primal`, `duality_gap`) but not used for answers: on ill-conditioned duals
+its equality residual is the dual gradient, ~lambda_max(M) times the error of z.
 Polish (`QPDual.polish`, OSQP-style solution polishing): guess the active inequalities from z, solve
-the equality-constrained QP they imply (its KKT system through the Schur complement M_SS, one
-batched Cholesky solve and a step of iterative refinement), accept where certified; otherwise update
-the guess by the primal-dual active-set rule (add violated constraints, drop negative multipliers)
-for up to `rounds` solves, then alternate warm-started FISTA on `program()` with a new guess.
-`iterations` = KKT solves + FISTA steps; `first_guess` flags the instances the first solve certified.
-
+the equality-constrained QP they imply (lambda eliminated: a masked mi x mi system in the reduced
+Hessian, one batched Cholesky solve and a refinement step), accept where certified; otherwise update
+the guess by the primal-dual active-set rule (Hintermueller-Ito-Kunisch: drop negative multipliers,
+add violated constraints) for up to `rounds` solves, then alternate warm-started FISTA on `program()`
+with a new guess. `iterations` = KKT solves + FISTA steps; `first_guess` flags the instances the
+first solve certified (or that were certified before any solve).
 Reference (`solve_qp`): a batched Mehrotra predictor-corrector interior-point method, finished by the
 polish above (active set read off the interior-point solution), to gap and violation <= tol.
 """
@@ -62,17 +63,9 @@ class QPData:
     def batch(self) -> int:
         return max(getattr(self, f.name).shape[0] for f in fields(self))
 
-    @property
-    def n(self) -> int:
-        return self.P.shape[-1]
-
-    @property
-    def me(self) -> int:
-        return self.A.shape[-2]
-
-    @property
-    def mi(self) -> int:
-        return self.G.shape[-2]
+    n = property(lambda self: self.P.shape[-1], doc="number of variables")
+    me = property(lambda self: self.A.shape[-2], doc="number of equality constraints")
+    mi = property(lambda self: self.G.shape[-2], doc="number of inequality constraints")
 
     def index(self, i) -> QPData:
         """The instances i (an index tensor or slice); shared arrays stay shared."""
@@ -119,11 +112,9 @@ class QPDual:
     def __init__(self, data: QPData, factors: dict[str, Tensor] | None = None) -> None:
         self.data = data
         self.factors = factors if factors is not None else QPDual.factor(data)
-        f = self.factors
         self.me, self.mi, self.m = data.me, data.mi, data.me + data.mi
         rows = max(data.b.shape[0], data.h.shape[0])
-        rhs = torch.cat([data.b.expand(rows, -1), data.h.expand(rows, -1)], dim=-1)
-        self.linear = f["kpq"] + rhs  # c = K P^-1 q + [b; h]
+        self.linear = self.factors["kpq"] + torch.cat([data.b.expand(rows, -1), data.h.expand(rows, -1)], -1)
 
     @staticmethod
     def factor(data: QPData) -> dict[str, Tensor]:
@@ -135,9 +126,13 @@ class QPDual:
         pinv_q = torch.cholesky_solve(data.q[..., None], chol)[..., 0]
         m = k @ pinv_kt
         m = (m + m.mT) / 2
-        eq = m[..., :data.me, :data.me]
+        me = data.me
+        eq_pinv = torch.linalg.pinv(m[..., :me, :me], hermitian=True)
+        coupling = eq_pinv @ m[..., :me, me:]  # M_EE^-1 M_EI
+        reduced = m[..., me:, me:] - m[..., me:, :me] @ coupling  # the Hessian of the dual in mu alone
         return {"pinv_kt": pinv_kt, "pinv_q": pinv_q, "M": m, "kpq": _mv(k, pinv_q),
-                "const": 0.5 * (data.q * pinv_q).sum(-1), "eq_pinv": torch.linalg.pinv(eq, hermitian=True),
+                "const": 0.5 * (data.q * pinv_q).sum(-1), "eq_pinv": eq_pinv, "coupling": coupling,
+                "reduced": (reduced + reduced.mT) / 2,
                 "lipschitz": torch.linalg.eigvalsh(m)[..., -1] if data.me + data.mi else m.new_zeros(m.shape[0])}
 
     # ----- the dual program ----------------------------------------------------------------
@@ -150,9 +145,6 @@ class QPDual:
             return 0.5 * (_mv(m, z) * z).sum(-1) + (c * z).sum(-1) + const
         quad = 0.5 * ((z @ m) * z).sum(-1)
         return quad + torch.einsum("bkm,bm->bk", z, c.expand(z.shape[0], -1)) + const[..., None]
-
-    def gradient(self, z: Tensor) -> Tensor:
-        return _mv(self.factors["M"].to(z), z) + self.linear.to(z)
 
     def primal(self, z: Tensor) -> Tensor:
         """y(z) = -P^-1 (q + K'z), (B, n)."""
@@ -187,11 +179,7 @@ class QPDual:
     # ----- certificates --------------------------------------------------------------------
     def recover(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(y, z~): the closed-form primal answer of z and the multipliers certifying it (module doc)."""
-        mu = z[..., self.me:]
-        if self.me:
-            f = self.factors
-            rhs = self.linear[..., :self.me].to(z) + _mv(f["M"][..., :self.me, self.me:].to(z), mu)
-            z = torch.cat([-_mv(f["eq_pinv"].to(z), rhs), mu], dim=-1)
+        z = self.best_lambda(z[..., self.me:])
         y = self.primal(z)
         if interior is not None and self.mi:
             g = self.data.G.to(y)
@@ -201,6 +189,14 @@ class QPDual:
             t = ratio.amin(-1, keepdim=True).clamp(max=1.0)
             y = interior + t * (y - interior)
         return y, z
+
+    def best_lambda(self, mu: Tensor) -> Tensor:
+        """z = [lambda~(mu), mu] with lambda~ = argmin_lambda g(lambda, mu) = -M_EE^-1 (c_E + M_EI mu)."""
+        if not self.me:
+            return mu
+        f = self.factors
+        lam = -_mv(f["eq_pinv"].to(mu), self.linear[..., :self.me].to(mu)) - _mv(f["coupling"].to(mu), mu)
+        return torch.cat([lam.expand(mu.shape[0], -1), mu], dim=-1)
 
     def certificate(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(relative gap, violation) of the recovered pair, both (B,)."""
@@ -222,25 +218,37 @@ class QPDual:
         slack = self.data.h.to(y) - _mv(self.data.G.to(y), y)
         return mu - slack_weight * slack > 0
 
-    def active_set_update(self, z: Tensor) -> Tensor:
-        """The primal-dual active-set rule after a KKT solve: keep mu_i > 0, add violated G_i y(z) > h_i."""
+    def active_set_update(self, z: Tensor, previous: Tensor) -> Tensor:
+        """The primal-dual active-set rule after the KKT solve z of the set `previous`: an active
+        constraint stays when mu_i > 0, an inactive one enters when G_i y(z) > h_i."""
         y = self.primal(z)
-        return (z[:, self.me:] > 0) | (_mv(self.data.G.to(y), y) > self.data.h.to(y))
+        return torch.where(previous, z[:, self.me:] > 0, _mv(self.data.G.to(y), y) > self.data.h.to(y))
 
     def kkt(self, active: Tensor) -> Tensor:
-        """z solving the equality-constrained QP with the inequalities `active` (B, mi) held tight."""
-        mask = torch.cat([active.new_ones(active.shape[0], self.me), active], dim=-1).to(self.linear.dtype)
-        m = self.factors["M"]
-        system = mask[:, :, None] * m * mask[:, None, :] + torch.diag_embed(1 - mask)
-        rhs = -mask * self.linear
+        """z solving the equality-constrained QP with the inequalities `active` (B, mi) held tight:
+        lambda is eliminated (the reduced Hessian H = M_II - M_IE M_EE^-1 M_EI is factored once), so
+        each instance solves H_SS mu_S = -c~_S (masked to mi x mi; Cholesky, one refinement step),
+        then lambda = lambda~(mu)."""
+        f, me = self.factors, self.me
+        if not self.mi:
+            return self.best_lambda(self.linear.new_zeros(active.shape[0], 0))
+        reduced_linear = self.linear[..., me:] - _mv(f["coupling"].mT, self.linear[..., :me])
+        mask = active.to(self.linear.dtype)
+        system = f["reduced"].expand(len(mask), -1, -1) * (mask[:, :, None] * mask[:, None, :])
+        system.diagonal(dim1=-2, dim2=-1).add_(1 - mask)
+        rhs = -(mask * reduced_linear)[..., None]
         chol, info = torch.linalg.cholesky_ex(system)
-        z = torch.cholesky_solve(rhs[..., None], chol)[..., 0]
-        if (info != 0).any():  # dependent constraints: least squares on those instances
+
+        def solve(r: Tensor) -> Tensor:
+            inner = torch.linalg.solve_triangular(chol, r, upper=False)
+            return torch.linalg.solve_triangular(chol.mT, inner, upper=True)
+
+        mu = solve(rhs)
+        mu = mu - solve(system @ mu - rhs)  # one step of iterative refinement
+        if (info != 0).any():  # dependent active constraints: least squares on those instances
             bad = info != 0
-            z[bad] = torch.linalg.lstsq(system[bad], rhs[bad][..., None], driver="gelsd").solution[..., 0]
-        else:
-            z = z - torch.cholesky_solve((_mv(system, z) - rhs)[..., None], chol)[..., 0]  # refinement
-        return z
+            mu[bad] = torch.linalg.lstsq(system[bad], rhs[bad], driver="gelsd").solution
+        return self.best_lambda(mu[..., 0])
 
     def polish(self, z: Tensor, tol: float, max_iterations: int, interior: Tensor | None = None,
                active: Tensor | None = None, slack_weight: float = 0.0, rounds: int = 12,
@@ -254,37 +262,36 @@ class QPDual:
                                                      rounds, fista_chunk)
         if self.mi:
             z[:, self.me:] = z[:, self.me:].clamp_min(0)
-        n = z.shape[0]
         gap, violation = self.certificate(z, interior)
         done = (gap <= tol) & (violation <= tol)
-        kkt_solves = torch.zeros(n, dtype=torch.int64)
-        fista_steps = torch.zeros(n, dtype=torch.int64)
+        kkt_solves, fista_steps = torch.zeros(len(z), dtype=torch.int64), torch.zeros(len(z), dtype=torch.int64)
         first = done.clone()  # certified with no solve counts as accepted
         guess = self.active_guess(z, slack_weight) if active is None else active.clone()
-        budget = max_iterations
-        since_fista = 0
+        budget, since_fista = max_iterations, 0
         while budget > 0 and not done.all():
             work = (~done).nonzero()[:, 0]
             sub = self.subset(work)
             inner = None if interior is None else interior[work]
             if since_fista < rounds or fista_chunk == 0:
-                new = sub.kkt(guess[work])
+                raw = sub.kkt(guess[work])
+                guess[work] = sub.active_set_update(raw, guess[work])
+                new = sub.best_lambda(raw[:, self.me:].clamp_min(0))  # certify dual-feasible multipliers only
                 ok_gap, ok_violation = sub.certificate(new, inner)
                 ok = (ok_gap <= tol) & (ok_violation <= tol)
                 kkt_solves[work] += 1
                 if budget == max_iterations:
                     first[work] = ok
-                guess[work] = sub.active_set_update(new)
                 take = ok | (ok_gap + ok_violation < gap[work] + violation[work])
                 budget, since_fista = budget - 1, since_fista + 1
             else:
                 steps = min(fista_chunk, budget)
-                measure = lambda x, index: torch.maximum(*sub.subset(index).certificate(x, None if inner is None  # noqa: E731
-                                                                                       else inner[index]))
-                result = fista(lambda index: sub.subset(index).program(), z[work], tol, steps, measure=measure)
+                def measure(x: Tensor, index: Tensor, sub: QPDual = sub, inner: Tensor | None = inner) -> Tensor:
+                    return torch.maximum(*sub.subset(index).certificate(x, None if inner is None else inner[index]))
+
+                result = fista(lambda index, sub=sub: sub.subset(index).program(), z[work], tol, steps, measure=measure)
                 new = result.x
                 fista_steps[work] += result.iterations
-                guess[work] = sub.active_guess(new, 1.0)
+                guess[work] = sub.active_guess(new, slack_weight or 1.0)
                 ok_gap, ok_violation = sub.certificate(new, inner)
                 ok = (ok_gap <= tol) & (ok_violation <= tol)
                 take = torch.ones_like(ok)
@@ -292,8 +299,7 @@ class QPDual:
             z[work[take]] = new[take]
             gap[work[take]], violation[work[take]] = ok_gap[take], ok_violation[take]
             done[work] = ok
-        iterations = kkt_solves + fista_steps
-        return QPPolishResult(z, gap, iterations, done, violation, first, kkt_solves, fista_steps)
+        return QPPolishResult(z, gap, kkt_solves + fista_steps, done, violation, first, kkt_solves, fista_steps)
 
     def subset(self, index: Tensor) -> QPDual:
         """The dual of the instances `index`, reusing the factorisations."""
@@ -302,6 +308,33 @@ class QPDual:
 
 
 # ----- the reference solver ----------------------------------------------------------------
+def _scaled(r: Tensor, v: Tensor) -> Tensor:
+    """max |r| / (1 + max |v|) per instance (0 for no rows)."""
+    return r.abs().amax(-1) / (1 + v.abs().amax(-1)) if r.shape[-1] else r.new_zeros(r.shape[0])
+
+
+def _newton(d: QPData, gw: Tensor, chol: Tensor, residuals: tuple[Tensor, Tensor, Tensor], s: Tensor, mu: Tensor,
+            rc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The interior-point Newton direction (dy, dlambda, ds, dmu) for complementarity target rc,
+    through the condensed system (P + G'(mu/s)G) dy + A'dlambda = ..., A dy = -r_e."""
+    rd, re, ri = residuals
+    hr = torch.cholesky_solve((-rd - _mv(gw.mT, (rc + mu * ri) / s))[..., None], chol)[..., 0]
+    if d.me:
+        ha = torch.cholesky_solve(d.A.mT.expand(len(s), -1, -1), chol)
+        dl = torch.linalg.solve(d.A @ ha, _mv(d.A, hr) + re)
+        dy = hr - _mv(ha, dl)
+    else:
+        dl, dy = hr[:, :0], hr
+    ds = -ri - _mv(gw, dy)
+    return dy, dl, ds, (rc - mu * ds) / s
+
+
+def _longest(s: Tensor, mu: Tensor, ds: Tensor, dm: Tensor) -> Tensor:
+    """(k, 1) the longest step in [0, 1] keeping s, mu >= 0."""
+    ratio = torch.cat([torch.where(ds < 0, -s / ds, torch.inf), torch.where(dm < 0, -mu / dm, torch.inf)], -1)
+    return ratio.amin(-1, keepdim=True).clamp(max=1.0) if s.shape[-1] else s.new_ones(len(s), 1)
+
+
 def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -> tuple[Tensor, Tensor, Tensor]:
     """Batched Mehrotra predictor-corrector IPM (float64). Returns y (B, n), z = [lambda, mu] (B, m) and
     the iterations per instance. An instance stops when its KKT error (max of the scaled primal and
@@ -313,17 +346,14 @@ def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -
              torch.ones(batch, mi, dtype=torch.float64), torch.ones(batch, mi, dtype=torch.float64)]
     best = [t.clone() for t in state]
     best_error = torch.full((batch,), math.inf, dtype=torch.float64)
-    stalled = torch.zeros(batch, dtype=torch.int64)
-    iterations = torch.zeros(batch, dtype=torch.int64)
-    work = torch.arange(batch)
+    stalled, iterations, work = torch.zeros(batch, dtype=torch.int64), torch.zeros(batch, dtype=torch.int64), torch.arange(batch)
     for count in range(max_iterations + 1):
         d = data.index(work)
         yw, lw, sw, mw = (t[work] for t in state)
         rd = _mv(d.P, yw) + d.q + _mv(d.A.mT, lw) + _mv(d.G.mT, mw)
         re, ri = _mv(d.A, yw) - d.b, _mv(d.G, yw) + sw - d.h
         comp = (sw * mw).mean(-1) if mi else torch.zeros(len(work), dtype=torch.float64)
-        scale = lambda r, v: (r.abs().amax(-1) / (1 + v.abs().amax(-1))) if r.shape[-1] else comp * 0  # noqa: E731
-        error = torch.stack([scale(rd, d.q), scale(re, d.b), scale(ri, d.h), comp]).amax(0).nan_to_num(math.inf)
+        error = torch.stack([_scaled(rd, d.q), _scaled(re, d.b), _scaled(ri, d.h), comp]).amax(0).nan_to_num(math.inf)
         better = error < best_error[work]
         for kept, now in zip(best, (yw, lw, sw, mw)):
             kept[work[better]] = now[better]
@@ -333,35 +363,16 @@ def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -
         work, yw, lw, sw, mw, rd, re, ri, comp = (t[keep] for t in (work, yw, lw, sw, mw, rd, re, ri, comp))
         if len(work) == 0 or count == max_iterations:
             break
-        d = data.index(work)
+        d, gw = data.index(work), data.index(work).G.expand(len(work), -1, -1)
         iterations[work] += 1
-        gw = d.G.expand(len(work), -1, -1)
-        hessian = d.P + (gw.mT * (mw / sw)[:, None, :]) @ gw
-        chol = torch.linalg.cholesky_ex(hessian)[0]
-
-        def newton(rc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-            rhs = -rd - _mv(gw.mT, (rc + mw * ri) / sw)
-            hr = torch.cholesky_solve(rhs[..., None], chol)[..., 0]
-            if me:
-                ha = torch.cholesky_solve(d.A.mT.expand(len(work), -1, -1), chol)
-                dl = torch.linalg.solve(d.A @ ha, _mv(d.A, hr) + re)
-                dy = hr - _mv(ha, dl)
-            else:
-                dl, dy = lw[:, :0], hr
-            ds = -ri - _mv(gw, dy)
-            return dy, dl, ds, (rc - mw * ds) / sw
-
-        def longest(ds: Tensor, dm: Tensor) -> Tensor:
-            ratio = torch.cat([torch.where(ds < 0, -sw / ds, torch.inf), torch.where(dm < 0, -mw / dm, torch.inf)], -1)
-            return ratio.amin(-1, keepdim=True).clamp(max=1.0) if mi else torch.ones(len(work), 1, dtype=torch.float64)
-
-        step = newton(-sw * mw)
-        alpha = longest(step[2], step[3])
+        chol = torch.linalg.cholesky_ex(d.P + (gw.mT * (mw / sw)[:, None, :]) @ gw)[0]
+        step = _newton(d, gw, chol, residuals := (rd, re, ri), sw, mw, -sw * mw)
+        alpha = _longest(sw, mw, step[2], step[3])
         if mi:
             affine = ((sw + alpha * step[2]) * (mw + alpha * step[3])).mean(-1)
             sigma = (affine / comp.clamp_min(1e-300)).clamp(0, 1) ** 3
-            step = newton(-sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
-            alpha = (0.99 * longest(step[2], step[3])).clamp(max=1.0)
+            step = _newton(d, gw, chol, residuals, sw, mw, -sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
+            alpha = (0.99 * _longest(sw, mw, step[2], step[3])).clamp(max=1.0)
         for t, now, delta in zip(state, (yw, lw, sw, mw), step):
             t[work] = now + alpha * delta
     return best[0], torch.cat([best[1], best[3]], dim=-1), iterations
@@ -382,7 +393,7 @@ def solve_qp(data: QPData, tol: float = 1e-9, chunk: int = 2048) -> tuple[Tensor
             exact = dual.kkt(active)
             better = torch.stack(dual.certificate(exact)).amax(0) < torch.stack(dual.certificate(z)).amax(0)
             z = torch.where(better[:, None], exact, z)
-            result = dual.polish(z, tol, 50, active=dual.active_set_update(exact), fista_chunk=0)
+            result = dual.polish(z, tol, 50, active=dual.active_set_update(exact, active), fista_chunk=0)
             z = torch.where(result.converged[:, None], result.x, z)
         ys.append(dual.recover(z)[0])
         zs.append(z)

@@ -1,0 +1,233 @@
+"""`qp-dc3`: the convex QP benchmark of DC3 (Donti, Rolnick and Kolter, ICLR 2021), solved through its dual.
+
+    min_y 1/2 y'Qy + p'y   s.t.  A y = x,  G y <= h        (100 variables, 50 equalities, 50 inequalities)
+
+The recipe of DC3's `datasets/simple/make_dataset.py` (numpy's legacy generator seeded with
+`matrix_seed` = 17, drawn in this order): Q = diag(U[0,1]^100), p ~ U[0,1]^100, A ~ N(0,1)^{50x100},
+DC3's 10,000 parameters X ~ U[-1,1]^{10000x50} (kept: `dc3_instances()`), G ~ N(0,1)^{50x100},
+h_i = sum_j |(G A^+)_ij|. The parameter is x in [-1, 1]^50 (training law U[-1,1]^50); h makes
+A^+ x feasible for every such x, so every instance is feasible and A^+ x is the interior point of the
+closed-form recovery. DC3 splits its 10,000 instances 83.34 / 8.33 / 8.33 % (train / valid / test:
+8334 / 833 / 833; the published optimum -15.05 is the mean over the last 833).
+
+In-basis program (exact family): the values at the 100 "points" are the dual multipliers
+z = [lambda (50), mu (50)] (labels lambda_i, mu_i) and the coefficients c are those multipliers in
+better-conditioned coordinates, z = E c (`coordinates`): "decoupled" (default) E = [[S^-1/2, -S^-1 R D],
+[0, D]] makes the program's Hessian E'ME = diag(I, DHD) (M = K Q^-1 K', S = M_EE, R = M_EI, H the
+reduced Hessian in mu, D its diagonal scaling to unit largest eigenvalue); "scaled" E = I/sqrt(L).
+Both give the program a unit Lipschitz constant: the raw dual has curvature L = lambda_max(M) ~ 5.8e3
+(condition ~1.7e7), on which every GEO initialisation blows up within two layers; E keeps mu >= 0 as
+"c_mu >= 0", so the activation stays a clamp. g(c, x) = QPDual.smooth(E c) less its constant (see g);
+f = indicator of mu >= 0; `objective` = f + g = minus the dual value. Each answer's primal y comes from
+the closed-form recovery (lambda re-solved for mu, then a ratio-test step towards A^+ x: A y = x and
+G y <= h hold to rounding), and the certificate is the pair (relative duality gap, violation) of
+`QPDual.certificate`: `residual` = |f(y) - d(z~)| / max(1, |f(y)|) bounds the relative suboptimality
+of y; `violation` is the primal (and dual) infeasibility. The training error (`error`) is the mean
+square change of that primal recovery, W (mu - mu*), plus the mean square error of lambda: the
+primal is what is scored, and mu errors reach it amplified by up to ~1/min Q_ii.
+`--polish` uses the active-set KKT polish (`QPDual.polish`, first guess mu_i > 0.01 (h - G y_eq)_i);
+`last_polish` keeps its statistics (first-guess acceptances, KKT solves, FISTA steps).
+Reference: batched interior point + KKT polish (`solve_qp`), gap and violation <= 1e-9.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..basis import Basis
+from ..certificates import CompositeProgram
+from ..errors import InputError
+from ..references.quadratic_program import QPData, QPDual, solve_qp
+from .base import Family, Parameter
+
+VARIABLES, EQUALITIES, INEQUALITIES, DC3_INSTANCES = 100, 50, 50, 10_000
+FACTOR_KEYS = ("pinv_kt", "pinv_q", "M", "kpq", "const", "eq_pinv", "coupling", "reduced", "lipschitz")
+COORDINATES = ("decoupled", "scaled")
+SLACK_WEIGHT = 0.01  # first active-set guess: mu_i > SLACK_WEIGHT * slack_i (tuned on the DC3 split)
+
+
+def coordinate_matrix(m: np.ndarray, coordinates: str) -> np.ndarray:
+    """E (100 x 100) with z = E c (module doc): "scaled" I / sqrt(lambda_max(M)); "decoupled"
+    [[S^-1/2, -S^-1 R D], [0, D]] with S = M_EE, R = M_EI and D the diagonal scaling of the reduced
+    Hessian H = M_II - R'S^-1 R to unit diagonal and then unit largest eigenvalue, so that
+    E'ME = diag(I, DHD) (the lambda block is decoupled and exactly solved by one unit gradient step)."""
+    if coordinates == "scaled":
+        return np.eye(len(m)) / np.sqrt(np.linalg.eigvalsh(m)[-1])
+    e = EQUALITIES
+    s, r = m[:e, :e], m[:e, e:]
+    values, vectors = np.linalg.eigh(s)
+    reduced = m[e:, e:] - r.T @ np.linalg.solve(s, r)
+    d = 1 / np.sqrt(np.diag(reduced))
+    d /= np.sqrt(np.linalg.eigvalsh(d[:, None] * reduced * d[None, :])[-1])
+    out = np.zeros_like(m)
+    out[:e, :e] = (vectors / np.sqrt(values)) @ vectors.T
+    out[:e, e:] = -np.linalg.solve(s, r) * d[None, :]
+    out[e:, e:] = np.diag(d)
+    return out
+
+
+def primal_weights(problem: dict[str, np.ndarray]) -> np.ndarray:
+    """W (100 x 50): the change of the equality-exact primal recovery per unit change of mu,
+    -N G' with N = Q^-1 - Q^-1 A'(A Q^-1 A')^-1 A Q^-1 (independent of x)."""
+    qinv, a = 1 / problem["Q"], problem["A"]
+    aq = a * qinv[None, :]
+    n = np.diag(qinv) - aq.T @ np.linalg.solve(aq @ a.T, aq)
+    return -n @ problem["G"].T
+
+
+def dc3_problem(seed: int = 17) -> dict[str, np.ndarray]:
+    """Q (diagonal, as a vector), p, A, G, h and DC3's X, drawn as DC3 draws them."""
+    rng = np.random.RandomState(seed)
+    q = rng.random_sample(VARIABLES)
+    p = rng.random_sample(VARIABLES)
+    a = rng.normal(loc=0, scale=1.0, size=(EQUALITIES, VARIABLES))
+    x = rng.uniform(-1, 1, size=(DC3_INSTANCES, EQUALITIES))
+    g = rng.normal(loc=0, scale=1.0, size=(INEQUALITIES, VARIABLES))
+    h = np.sum(np.abs(g @ np.linalg.pinv(a)), axis=1)
+    return {"Q": q, "p": p, "A": a, "X": x, "G": g, "h": h}
+
+
+class QPDC3(Family):
+    name = "qp-dc3"
+    exact = True
+    parameters = (Parameter("x", low=-1.0, high=1.0, shape=(EQUALITIES,), law="U[-1, 1]^50",
+                            description="right-hand side of the equality constraints A y = x"),)
+    reference_method = ("batched Mehrotra interior point + active-set KKT polish; relative duality gap and "
+                        "violation <= 1e-9")
+
+    def __init__(self, matrix_seed: int = 17, coordinates: str = "decoupled") -> None:
+        if coordinates not in COORDINATES:
+            raise InputError("coordinates", coordinates, "one of " + ", ".join(COORDINATES))
+        problem = dc3_problem(matrix_seed)
+        labels = [f"lambda_{i + 1}" for i in range(EQUALITIES)] + [f"mu_{i + 1}" for i in range(INEQUALITIES)]
+        shared = {"P": np.diag(problem["Q"]), "q": problem["p"], "A": problem["A"], "G": problem["G"],
+                  "h": problem["h"]}
+        data = QPData(*(torch.as_tensor(shared[k])[None] for k in ("P", "q", "A")), torch.zeros(1, EQUALITIES,
+                      dtype=torch.float64), *(torch.as_tensor(shared[k])[None] for k in ("G", "h")))
+        factors = QPDual.factor(data)
+        matrix, weights = coordinate_matrix(factors["M"][0].numpy(), coordinates), primal_weights(problem)
+        rank = EQUALITIES + INEQUALITIES
+        super().__init__(Basis(labels, matrix, np.ones(rank), np.arange(float(rank))),
+                         matrix_seed=matrix_seed, coordinates=coordinates)
+        self._dc3_x = problem["X"]
+        for key, value in shared.items():
+            self.register_buffer(f"qp_{key}", torch.as_tensor(value)[None], persistent=False)
+        self.register_buffer("pinv_a", torch.as_tensor(np.linalg.pinv(problem["A"])), persistent=False)
+        for key in FACTOR_KEYS:
+            self.register_buffer(f"factor_{key}", factors[key], persistent=False)
+        self.register_buffer("primal_weights", torch.as_tensor(weights), persistent=False)
+        self.lipschitz = float(np.linalg.eigvalsh(matrix.T @ factors["M"][0].numpy() @ matrix)[-1])
+        self.last_polish: dict[str, Any] = {}
+
+    # ----- the QP of each instance --------------------------------------------------------
+    def _data(self, theta: torch.Tensor) -> QPData:
+        return QPData(self.qp_P, self.qp_q, self.qp_A, theta.to(self.qp_P), self.qp_G, self.qp_h)
+
+    def dual(self, theta: torch.Tensor) -> QPDual:
+        """The QPDual of the instances theta (batch, 50), sharing the factorisations."""
+        return QPDual(self._data(theta), {key: getattr(self, f"factor_{key}") for key in FACTOR_KEYS})
+
+    def interior(self, theta: torch.Tensor) -> torch.Tensor:
+        """(batch, 100) A^+ x: feasible for every x in [-1, 1]^50 by the choice of h."""
+        return theta.to(self.pinv_a) @ self.pinv_a.T
+
+    def multipliers(self, x: torch.Tensor) -> torch.Tensor:
+        """Coefficients -> dual multipliers z = E c (float64)."""
+        return x.to(torch.float64) @ self.basis_values.T
+
+    def primal(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(batch, 100) the closed-form primal answer of the dual coefficients x."""
+        theta = theta.to(torch.float64)
+        return self.dual(theta).recover(self.multipliers(x), self.interior(theta))[0]
+
+    def primal_objective(self, y: torch.Tensor) -> torch.Tensor:
+        return self.dual(torch.zeros(1, EQUALITIES, dtype=torch.float64)).primal_objective(y.to(torch.float64))
+
+    def dc3_instances(self) -> np.ndarray:
+        """(10000, 50) DC3's parameters X (their split: first 8334 train, next 833 valid, last 833 test)."""
+        return self._dc3_x.copy()
+
+    # ----- the family contract -------------------------------------------------------------
+    def sample(self, n: int, rng: np.random.Generator, law: str = "train") -> np.ndarray:
+        if law != "train":
+            raise InputError("law", law, "one of " + ", ".join(self.laws))
+        return rng.uniform(-1.0, 1.0, size=(n, EQUALITIES))
+
+    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The negated dual function at z = s x, less its constant 1/2 p'Q^-1 p (~106.6; dropped so
+        that float32 queries keep the digits that depend on the instance; `objective` adds it back)."""
+        return self.dual(theta).smooth(x @ self.basis_values.to(x.dtype).T, constant=False)
+
+    def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """f + g with the constant: minus the dual value d(s x)."""
+        return self.f_value(x) + self.dual(theta).smooth(x @ self.basis_values.to(x.dtype).T)
+
+    def activation(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z[..., :EQUALITIES], z[..., EQUALITIES:].clamp_min(0)], dim=-1)
+
+    def f_value(self, x: torch.Tensor) -> torch.Tensor:
+        ok = (x[..., EQUALITIES:] >= 0).all(dim=-1)
+        return torch.where(ok, torch.zeros_like(x[..., 0]), torch.full_like(x[..., 0], float("inf")))
+
+    def program(self, theta: torch.Tensor) -> CompositeProgram:
+        """The dual program in coefficients (Lipschitz constant 1 by the choice of coordinates)."""
+        program = self.dual(theta.to(torch.float64)).program()
+        lipschitz = torch.full_like(program.lipschitz, self.lipschitz)
+        return CompositeProgram(lambda x: program.smooth(self.multipliers(x)), program.nonsmooth, lipschitz)
+
+    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        theta = theta.to(torch.float64)
+        return self.dual(theta).certificate(self.multipliers(x), self.interior(theta))[0]
+
+    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        theta = theta.to(torch.float64)
+        return self.dual(theta).certificate(self.multipliers(x), self.interior(theta))[1]
+
+    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
+        theta = theta.to(torch.float64)
+        result = self.dual(theta).polish(self.multipliers(x), tol, max_iterations, interior=self.interior(theta),
+                                         slack_weight=SLACK_WEIGHT)
+        result.x = self.project(result.x)
+        self.last_polish = {"instances": len(x), "first_guess_accepted": int(result.first_guess.sum()),
+                            "kkt_solves": int(result.kkt_solves.sum()), "fista_steps": int(result.fista_steps.sum()),
+                            "converged": int(result.converged.sum())}
+        return result
+
+    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
+        if x is None:
+            return {}
+        y = self.primal(x, theta)
+        return {"primal": y[0].tolist(), "primal_objective": float(self.primal_objective(y)[0])}
+
+    # ----- references ----------------------------------------------------------------------
+    def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
+        """(n, 100) coefficients of the dual optimum z* = [lambda*, mu*] (E^-1 z*)."""
+        return self.project(torch.as_tensor(self.reference(theta))).numpy()
+
+    def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
+        """(n, 100) the dual optimum z* = [lambda*, mu*] (its primal: `primal(E^-1 z*, theta)`)."""
+        solve = lambda t: solve_qp(self._data(torch.as_tensor(t, dtype=torch.float64)), tol=1e-9)[1].numpy()
+        return self.solve_in_chunks(theta, 1024, solve, progress)
+
+    def reference_error(self) -> float:
+        return 1e-9
+
+    def error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-instance training error on the multipliers (n, 100): the mean square of the change of
+        the equality-exact primal recovery, W (mu - mu*), plus the mean square error of lambda."""
+        delta = predicted - target
+        primal = delta[..., EQUALITIES:] @ self.primal_weights.to(delta.dtype).T
+        return (primal ** 2).mean(-1) + (delta[..., :EQUALITIES] ** 2).mean(-1)
+
+    @classmethod
+    def default_training(cls) -> dict[str, Any]:
+        """A GEO started as 16 steps of projected gradient (forward-backward init, exact central
+        differences: width 2R = 200, gamma 0) and refined at a small learning rate: B's entries are
+        ~1/(2h) = 50 and each multiplies the common value g(x), so larger rates (>= 4e-6) break the
+        +-h cancellation and training diverges or stalls (benchmarks/results/RESULTS-qp-dc3.md)."""
+        return {"model": {"depth": 16, "width": 200, "gamma": 0.0, "init": "forward-backward", "start_std": 0.0},
+                "training": {"steps": 1200, "batch_size": 128, "lr": 1.5e-6, "schedule": "constant",
+                             "eval_every": 200, "n_instances": 10000, "test_fraction": 0.0833}}
