@@ -146,3 +146,17 @@ def test_route_b_interior_point_makes_every_recovered_answer_feasible():
     assert result.status == ["polished"] * 6
     with pytest.raises(InputError, match="route \\(b\\) only"):
         from_cvxpy(_markowitz()[0], _markowitz()[1], interior=lambda theta: None)
+
+
+def test_quadratic_queries_equal_direct_evaluation():
+    from convexop.families import Family, get_family
+
+    problem, sampler, *_ = _random_qp()
+    for family in (from_cvxpy(problem, sampler), get_family("qp-dc3")):
+        theta = torch.as_tensor(family.sample(4, np.random.default_rng(8)))
+        x = 0.3 * torch.randn(4, family.rank, dtype=torch.float64)
+        offsets = 0.1 * torch.randn(7, family.rank, dtype=torch.float64)
+        direct = family.g(x[:, None, :] + offsets[None], theta)
+        fast = family.queries(x, offsets, theta)
+        assert type(family).queries is not Family.queries  # the fast path is in use
+        torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)

@@ -189,6 +189,12 @@ class Family(torch.nn.Module):
         """Instance loss g_theta(E x). x: (batch, R) or (batch, M, R); theta: (batch, P)."""
         raise NotImplementedError
 
+    def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The GEO's M queries g_theta(x + c_m): x (batch, R), offsets (M, R) -> (batch, M).
+        Families with a quadratic g override this with the exact expansion
+        g(x) + <grad g(x), c_m> + c_m' H c_m / 2 (one gradient per instance instead of M values)."""
+        return self.g(x[:, None, :] + offsets[None], theta)
+
     def activation(self, z: torch.Tensor) -> torch.Tensor:
         """P prox_f E in coefficient space. z: (..., R) -> (..., R)."""
         raise NotImplementedError

@@ -25,7 +25,7 @@ from .cvxpy_expressions import describe, evaluate
 from .from_cvxpy import SUPPORTED, _check_problem, _parameter_specs
 from .user import UserFamily, _as_sampler
 
-__all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal"]
+__all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal", "quadratic_queries"]
 
 _BOUND_ATTRIBUTES = ("nonneg", "pos", "nonpos", "neg", "bounds")
 
@@ -41,6 +41,16 @@ def qp_refusal(problem) -> tuple[str, str] | None:
                 or not all(a.is_affine() for a in c.args):
             return f"constraint `{describe(c)}`", f"is neither a simple set nor affine ({SUPPORTED})"
     return None
+
+
+def quadratic_queries(dual: QPDual, z: torch.Tensor, directions: torch.Tensor, constant: bool = False) -> torch.Tensor:
+    """g(z + d_m) of a QP dual for z (B, m) and directions (M, m) -> (B, M), by the exact quadratic
+    expansion g(z) + <M z + c, d_m> + d_m' M d_m / 2: R^2 + M R per instance instead of M R^2 (the
+    last term is instance-free when M is shared)."""
+    m, c = dual.factors["M"].to(z), dual.linear.to(z)
+    gradient = (m @ z[..., None])[..., 0] + c
+    curvature = 0.5 * ((directions @ m) * directions).sum(-1)  # (1|B, M)
+    return dual.smooth(z, constant)[:, None] + gradient @ directions.T + curvature
 
 
 class QPExtractor:
@@ -197,6 +207,10 @@ class CvxpyQPFamily(UserFamily):
         """The negated dual function at z = scale * x (batched over queries), less its constant
         1/2 q'P^-1 q so that float32 queries keep the digits that vary; `objective` is primal."""
         return self.qp(theta)[0].smooth(self.scale * x, constant=False)
+
+    def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """g at x + c_m by the exact quadratic expansion (one gradient per instance)."""
+        return quadratic_queries(self.qp(theta)[0], self.scale * x, self.scale * offsets)
 
     def _dual_lipschitz(self, theta: dict[str, torch.Tensor]) -> torch.Tensor:
         flat = torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1)

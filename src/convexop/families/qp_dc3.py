@@ -161,6 +161,13 @@ class QPDC3(Family):
         that float32 queries keep the digits that depend on the instance; `objective` adds it back)."""
         return self.dual(theta).smooth(x @ self.basis_values.to(x.dtype).T, constant=False)
 
+    def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """g at x + c_m by the exact quadratic expansion (R^2 + M R per instance instead of M R^2)."""
+        from .from_cvxpy_qp import quadratic_queries
+
+        basis = self.basis_values.to(x.dtype)
+        return quadratic_queries(self.dual(theta), x @ basis.T, offsets @ basis.T)
+
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """f + g with the constant: minus the dual value d(s x)."""
         return self.f_value(x) + self.dual(theta).smooth(x @ self.basis_values.to(x.dtype).T)

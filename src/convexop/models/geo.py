@@ -127,8 +127,7 @@ class GEO(OperatorModel, name="geo"):
 
     def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R)."""
-        queries = x[:, None, :] + self.offsets[index][None]  # (batch, M, R)
-        q = self.family.g(queries, theta)  # (batch, M)
+        q = self.family.queries(x, self.offsets[index], theta)  # g_theta(x + c_m): (batch, M)
         z = x @ self.matrix(index).T + q @ self.B[index].T + self.bias[index]
         return self.gamma * x + (1.0 - self.gamma) * self.family.activation(z)
 
