@@ -111,10 +111,14 @@ def test_polish_budget_exhaustion_is_not_converged():
     family = get_family("elliptic-pde")
     theta = torch.tensor(family.sample(5, np.random.default_rng(13)))
     start = torch.zeros(5, family.rank, dtype=torch.float64)
-    result = polish(family, start, theta, 1e-12, max_iterations=3)
-    assert result.status == ["not_converged"] * 5
-    assert (result.residual > 1e-12).all() and (result.iterations == 3).all()
-    assert torch.allclose(result.residual, family.certificate(result.x, theta))
+    for method in ("fista", "auto"):  # auto: elliptic-pde polishes by active-set Newton
+        result = polish(family, start, theta, 1e-14, max_iterations=1, method=method)
+        assert result.status == ["not_converged"] * 5
+        assert (result.residual > 1e-14).all() and (result.iterations == 1).all()
+        assert torch.allclose(result.residual, family.certificate(result.x, theta))
+    newton = polish(family, start, theta, 1e-10, max_iterations=10)
+    fista_steps = polish(family, start, theta, 1e-10, max_iterations=10, method="fista")
+    assert newton.status == ["polished"] * 5 and fista_steps.status == ["not_converged"] * 5
     already = polish(family, _optimum(family, theta.numpy()), theta, 1e-8, max_iterations=0)
     assert already.status == ["polished"] * 5 and (already.iterations == 0).all()
     with pytest.raises(InputError, match="--polish"):

@@ -62,6 +62,7 @@ BASE_SPACING = elliptic_equation.BASE_SPACING
 class EllipticPDE(Family):
     name = "elliptic-pde"
     exact = True
+    newton_polish = True  # polish by active-set Newton (references/active_set_newton.py)
     parameters = (
         Parameter("nu", low=1e-4, high=1.0, law="0.01 + 0.39 Beta(1, 2)",
                   description="diffusivity (as heat-pde; the reference is verified on [1e-4, 1])"),

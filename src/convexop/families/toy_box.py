@@ -22,6 +22,7 @@ from .base import Family, Parameter
 class ToyBox(Family):
     name = "toy-box"
     exact = True
+    newton_polish = True  # polish by active-set Newton (references/active_set_newton.py)
     laws = ("train", "ood")
     parameters = (
         Parameter("A", shape=(2, 2), law="G'G, G_ij ~ N(0,1)", description="symmetric PSD matrix"),
