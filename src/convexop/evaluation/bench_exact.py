@@ -54,8 +54,9 @@ def _throughput_rows(model, n: int) -> list[Row]:
     for params in theta[:count]:
         _cvxpy_toy(family.split_theta(params[None]))
     cvx_rate = count / (time.perf_counter() - started)
-    rows.append(row("toy-box", "CVXPY (Clarabel) instances per second", cvx_rate, setting=f"{count} instances"))
-    rows.append(row("toy-box", "GEO / CVXPY throughput", geo_rate / cvx_rate, ">= 100", geo_rate / cvx_rate >= 100))
+    s = f"{count} instances, problem built and compiled per instance (case throughput: compiled once)"
+    rows.append(row("toy-box", "CVXPY (Clarabel) instances per second", cvx_rate, setting=s))
+    rows.append(row("toy-box", "GEO / CVXPY throughput", geo_rate / cvx_rate, ">= 100", geo_rate / cvx_rate >= 100, s))
     return rows
 
 
@@ -115,9 +116,10 @@ def elliptic(out: Path, quick: bool) -> list[Row]:
                 setting=f"{n} instances, zero start, mean {float(result.iterations.double().mean()):.1f} iterations"),
             row("elliptic-pde", "FISTA / GEO time at equal accuracy", fista_seconds / geo_seconds, "> 1",
                 fista_seconds > geo_seconds),
-            row("elliptic-pde", "polish to residual 1e-6: cold / warm iterations", comparison["ratio"], ">= 5",
-                comparison["ratio"] >= 5,
-                f"warm {comparison['warm_mean']:.1f}, cold {comparison['cold_mean']:.1f} iterations")]
+            row("elliptic-pde", "polish to residual 1e-6: cold FISTA / warm Newton iterations",
+                comparison["ratio_vs_cold_fista"], ">= 5", comparison["ratio_vs_cold_fista"] >= 5,
+                f"warm Newton {comparison['warm_mean']:.2f} rounds, cold FISTA {comparison['cold_fista_mean']:.1f} "
+                f"steps, cold Newton {comparison['cold_mean']:.2f} rounds")]
     return rows
 
 
