@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from ..data import read_dataset  # noqa: E402
-from ..models.base import OperatorModel  # noqa: E402
+from ..data import read_dataset
+from ..models.base import OperatorModel
 
 
 def _save(figure, path: Path) -> Path:
