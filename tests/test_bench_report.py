@@ -112,3 +112,14 @@ def test_sweep_errors_and_fit():
     assert rows[0]["value"] == pytest.approx(np.log(0.1)) and rows[0]["met"] and rows[1]["value"] == pytest.approx(1)
     flat = fit_rows("s", "width M", [16, 20, 24, 32], [1.0e-4, 0.9e-4, 1.1e-4, 0.95e-4], "x")
     assert flat[0]["value"] < 0 and flat[1]["value"] < 0.8 and not flat[0]["met"]  # noise, not a geometric fall
+
+
+def test_results_md_links_longer_runs_and_scripts(tmp_path):
+    from convexop.evaluation.bench import script_results
+
+    assert script_results(tmp_path) == ""
+    (tmp_path / "RESULTS-qp-dc3.md").write_text("# qp-dc3: GEO on a QP\n\n| a |\n")
+    (tmp_path / "examples.json").write_text("{}")
+    text = script_results(tmp_path)
+    assert "[RESULTS-qp-dc3.md](benchmarks/results/RESULTS-qp-dc3.md): qp-dc3: GEO on a QP" in text
+    assert "examples.json" in text and "polish-newton.json" not in text

@@ -106,8 +106,32 @@ def publish_report(results: dict[str, Any], out: Path, root: Path) -> list[str]:
     target = folder / (QUICK_JSON if kind == "quick" else "results-full.json")
     atomic_write_bytes(target, json.dumps(results, indent=2, default=float).encode())
     report = root / "RESULTS.md"
-    atomic_write_bytes(report, render_markdown(results, figure_prefix=f"benchmarks/results/{kind}/").encode())
+    text = render_markdown(results, figure_prefix=f"benchmarks/results/{kind}/") + script_results(folder)
+    atomic_write_bytes(report, text.encode())
     return written + [str(target), str(report)]
+
+
+def script_results(folder: Path) -> str:
+    """A section linking the full-budget bench reports and the benchmarks that run as scripts (too
+    long for --quick: the qp-dc3 GEO trains 13 minutes), so RESULTS.md points at every result."""
+    reports = sorted(folder.glob("RESULTS-*.md"))
+    if not reports:
+        return ""
+    lines = ["", "## Longer runs and scripts (each file gives its command and settings)", ""]
+    for path in reports:
+        title = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")),
+                     path.stem)
+        if title == "convexop benchmark results":  # a full-budget `convexop bench --only ...` report
+            title = f"full-budget `convexop bench` run: {path.stem.removeprefix('RESULTS-')}"
+        lines.append(f"- [{path.name}](benchmarks/results/{path.name}): {title}")
+    for name in ("examples.json", "polish-newton.json"):
+        if (folder / name).is_file():
+            lines.append(f"- [{name}](benchmarks/results/{name}): "
+                         + {"examples.json": "worked examples of the bring-your-own-family front "
+                            "(`python examples/NAME.py --steps 2000`)",
+                            "polish-newton.json": "active-set Newton polish against warm and cold FISTA "
+                            "(`python benchmarks/polish_newton.py`)"}[name])
+    return "\n".join(lines) + "\n"
 
 
 def _load() -> list[float] | None:
