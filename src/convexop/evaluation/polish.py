@@ -39,6 +39,15 @@ class PolishResult:
     status: list[str]  # "polished" | "not_converged"
 
 
+def certified_measure(family: Family, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(batch,) max(certificate, violation): an answer is certified when both are <= tol (the
+    violation is 0 for FISTA iterates of an indicator; it matters for QP duals, whose certificate
+    is the duality gap of a recovered primal that may be infeasible)."""
+    residual = family.certificate(x, theta)
+    violation = family.violation(x, theta)
+    return residual if violation is None else torch.maximum(residual, violation)
+
+
 def check_polishable(family: Family, theta: torch.Tensor) -> None:
     """Raise InputError (field --polish) unless certificates apply to the family."""
     if not family.exact:
@@ -71,7 +80,7 @@ def polish(family: Family, x: torch.Tensor, theta: torch.Tensor, tol: float,
         raise InputError("method", method, "auto, fista")
     if result is None:
         result = fista(lambda index: family.program(theta[index]), x.detach().double(), float(tol), max_iterations,
-                       measure=lambda z, index: family.certificate(z, theta[index]))
+                       measure=lambda z, index: certified_measure(family, z, theta[index]))
     status = ["polished" if ok else "not_converged" for ok in result.converged.tolist()]
     return PolishResult(result.x, result.residual, result.iterations, status)
 
