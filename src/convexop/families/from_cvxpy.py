@@ -43,6 +43,13 @@ def refuse(what: str, detail: str) -> InputError:
     return InputError("problem", None, "", f"{what}: {detail}")
 
 
+class NotSimpleSets(InputError):
+    """Route (a) does not apply because of the constraints (route (b) may)."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__("problem", None, "", f"{what}: {detail}")
+
+
 def _kind(expr) -> str:
     return type(expr).__name__
 
@@ -207,12 +214,13 @@ class CvxpyFamily(UserFamily):
                              "c >= 0 constant; use a constraint or from_torch with a prox)")
         for constraint in problem.constraints:
             if not blocks.add(constraint):
-                raise refuse(f"constraint `{describe(constraint)}`", f"is not a simple set on a whole variable ({SUPPORTED})")
+                raise NotSimpleSets(f"constraint `{describe(constraint)}`",
+                                    f"is not a simple set on a whole variable ({SUPPORTED})")
         proxes = []
         for v in variables:
             prox = blocks.prox(v)
             if isinstance(prox, str):
-                raise refuse(f"variable {v.name()}", prox)
+                raise NotSimpleSets(f"variable {v.name()}", prox)
             proxes.append((max(1, int(np.prod(v.shape))), prox))
         self.problem, self.cvx_variables, self.cvx_parameters, self.sign = problem, variables, cvx_params, sign
         self.smooth_terms = smooth_terms
@@ -284,9 +292,7 @@ def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None =
     primal answer as far as the inequalities allow, so every answer is feasible."""
     try:
         family = CvxpyFamily(problem, sampler, name, training)
-    except InputError as simple_error:
-        if "not a simple set" not in str(simple_error) and "do not combine" not in str(simple_error):
-            raise
+    except NotSimpleSets as simple_error:
         from .from_cvxpy_qp import CvxpyQPFamily, qp_refusal
 
         reason = qp_refusal(problem)

@@ -157,7 +157,8 @@ class CvxpyQPFamily(UserFamily):
         layout = [(k, (m,)) for k, m in (("lambda", me), ("mu", mi)) if m]
         blocks = [(me, Zero())] * bool(me) + [(mi, NonNegative())] * bool(mi)
         f = SeparableSum(blocks) if len(blocks) > 1 else blocks[0][1]
-        super().__init__(name, layout, specs, self._dual_g, f, draw, lipschitz=self._dual_lipschitz,
+        super().__init__(name, layout, specs, None, f, draw,  # g: overridden below
+                         lipschitz=self._dual_lipschitz,
                          training=training, description=str(problem), scale=scale)
         self.route = "QP dual"
         self.primal_layout = [(v.name(), tuple(v.shape)) for v in self.cvx_variables]
@@ -199,9 +200,6 @@ class CvxpyQPFamily(UserFamily):
             dual = QPDual(data)
         self._cache = (theta.clone(), dual, d["c"])
         return dual, d["c"]
-
-    def _dual_g(self, x: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.qp(torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1))[0].smooth(self.scale * x)
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The negated dual function at z = scale * x (batched over queries), less its constant
