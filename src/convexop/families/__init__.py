@@ -12,4 +12,4 @@ from .utility_max import UtilityMax
 registered_names = tuple(Family.registry)
 
 __all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE",
-           "HeatPDE", "Hedging", "ToyBox", "UtilityMax", "registered_names"]
+           "HeatPDE", "Hedging", "QPDC3", "ToyBox", "UtilityMax", "registered_names"]

@@ -256,7 +256,7 @@ class Family(torch.nn.Module):
             return None
         hessian = None
         if callable(getattr(self, "gradient_and_hessian", None)):
-            hessian = lambda index, z: self.gradient_and_hessian(z, theta[index])[1]  # noqa: E731
+            hessian = lambda index, z: self.gradient_and_hessian(z, theta[index])[1]
         return active_set_newton(lambda index: self.program(theta[index]), x, tol, max_iterations, hessian=hessian)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
