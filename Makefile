@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) runs

@@ -19,16 +19,16 @@ import numpy as np
 import torch
 
 from convexop import api
-from convexop.evaluation.polish import polish
 from convexop.families import get_family
+from convexop.serving.polish import polish_answers
 
 
 def timed_polish(family, start, theta, tol, method):
     begin = time.perf_counter()
-    result = polish(family, start, theta, tol, 20000, method=method)
+    result = polish_answers(family, start, theta, tol, 20000, method=method)
     seconds = time.perf_counter() - begin
     return {"iterations": float(result.iterations.double().mean()), "seconds": seconds,
-            "certified": float(np.mean([s == "polished" for s in result.status]))}
+            "certified": float(result.converged.double().mean())}
 
 
 def main() -> None:

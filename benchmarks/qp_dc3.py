@@ -12,7 +12,7 @@ generation cost. Training: the family's default GEO settings (plus `--set`), thr
   - GEO (zero start, float32) + the closed-form recovery: relative optimality gap of the primal
     (f(y) - f*) / |f*| per instance, DC3's metric (gap of the mean objective), max violations, and
     the raw recovery -Q^-1 r for contrast;
-  - GEO + polish (`convexop.evaluation.polish.polish`, the family's active-set KKT polish) to 1e-3 and
+  - GEO + polish (`convexop.serving.polish.polish_answers`, the family's active-set KKT polish) to 1e-3 and
     1e-6: certified fraction, first-guess acceptance, KKT solves, seconds;
   - cold classical solvers: OSQP and Clarabel per instance (direct APIs, default tolerances and a
     high-accuracy OSQP), CVXPY + Clarabel per instance (50 instances), our batched IPM, our batched
@@ -45,12 +45,12 @@ from qp_dc3_solvers import clarabel_solve, cvxpy_solve, moreau_solve, osqp_solve
 
 from convexop import __version__
 from convexop import data as datasets
-from convexop.evaluation.polish import polish
 from convexop.families import Family, get_family
 from convexop.families.qp_dc3 import SLACK_WEIGHT, dc3_problem
 from convexop.models.base import from_checkpoint
-from convexop.references.forward_backward import fista
-from convexop.references.quadratic_program import interior_point
+from convexop.serving.polish import polish_answers
+from convexop.solvers.fista import fista
+from convexop.solvers.qp import interior_point
 from convexop.training.config import resolve_config
 from convexop.training.run import train_run
 
@@ -155,7 +155,7 @@ def evaluate(family, run: Path, quick: bool) -> dict:
         "max_eq_violation": float((y @ data.A[0].T - data.b).abs().max()),
         "max_ineq_violation": float((y @ data.G[0].T - data.h).clamp_min(0).max()),
         "raw_recovery_max_violation": float(dual.primal_violation(raw).max()),
-        "certificate_median": float(family.certificate(coefficients, theta).median()),
+        "certificate_median": float(family.certificate(coefficients, theta).gap.median()),
         "dual_relative_l2": float(((z - z_star).norm(dim=1) / z_star.norm(dim=1)).mean()),
     }
     guess = dual.active_guess(z, SLACK_WEIGHT)
@@ -167,16 +167,16 @@ def evaluate(family, run: Path, quick: bool) -> dict:
     out["polish"] = {}
     for tol in TOLS:
         started = time.perf_counter()
-        result = polish(family, coefficients, theta, tol, max_iterations=10_000)
+        result = polish_answers(family, coefficients, theta, tol, max_iterations=10_000)  # a QPPolishResult
         seconds = time.perf_counter() - started
-        stats = dict(family.last_polish)
         out["polish"][f"{tol:g}"] = {
             "seconds_per_instance": seconds / n, "geo_plus_polish_seconds_per_instance": (seconds + forward) / n,
-            "certified": sum(s == "polished" for s in result.status) / n,
-            "first_guess_acceptance": stats["first_guess_accepted"] / n,
-            "kkt_solves_mean": stats["kkt_solves"] / n, "fista_steps_mean": stats["fista_steps"] / n,
+            "certified": float(result.converged.double().mean()),
+            "first_guess_acceptance": float(result.first_guess.double().mean()),
+            "kkt_solves_mean": float(result.kkt_solves.double().mean()),
+            "fista_steps_mean": float(result.fista_steps.double().mean()),
             "max_residual": float(result.residual.max()),
-            "max_violation": float(family.violation(result.x, theta).max())}
+            "max_violation": float(family.certificate(result.x, theta).violation.max())}
     # ----- cold classical solvers on the same instances ----------------------------------
     problem = dc3_problem(17)
     x = test.params
@@ -206,10 +206,9 @@ def evaluate(family, run: Path, quick: bool) -> dict:
     sub = torch.arange(min(n, 100))
     for tol in TOLS:
         started = time.perf_counter()
-        result = fista(lambda index: family.program(theta[sub][index]), torch.zeros(len(sub), 100, dtype=torch.float64),
-                       tol, 2000 if quick else 20_000,
-                       measure=lambda c, index: torch.maximum(*family.dual(theta[sub][index]).certificate(
-                           family.multipliers(c), family.interior(theta[sub][index]))))
+        # the family's program is the dual in its coordinates; FISTA stops on its measure, max(gap, violation)
+        result = fista(family.program(theta[sub]), torch.zeros(len(sub), 100, dtype=torch.float64),
+                       tol, 2000 if quick else 20_000)
         methods.append(score_duals(family, f"convexop batched FISTA on the dual (tol {tol:g})",
                                    family.multipliers(result.x).numpy(), time.perf_counter() - started, theta[sub],
                                    f"{len(sub)} instances, cap {2000 if quick else 20_000} steps, "

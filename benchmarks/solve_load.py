@@ -30,7 +30,7 @@ TRAIN = ["--set", "steps=200", "--set", "n_instances=500", "--set", "depth=4", "
 
 IN_MEMORY = """
 import json, sys, time
-from convexop.evaluation.solve import solve_instances
+from convexop.serving.solve import solve_instances
 from convexop.families import get_family
 from convexop.models.base import from_checkpoint
 started = time.perf_counter()

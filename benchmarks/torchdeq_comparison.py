@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from convexop.equilibrium import anderson, picard
 from convexop.families import get_family
 from convexop.models.base import from_checkpoint
+from convexop.solvers.fixed_point import anderson, picard
 from convexop.training.run import load_config
 
 

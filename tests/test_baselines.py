@@ -23,13 +23,6 @@ FAMILIES = [("antiderivative", {}), ("burgers", {"resolution": 256}), ("diffusio
             ("heat-pde", {})]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are small: two threads on a shared 2-core machine run ~9x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _theta(family, n=3, seed=0):
@@ -186,7 +179,7 @@ def test_width_study_cli_writes_every_curve(tmp_path, capsys):
 
 
 def test_hessian_power_iteration_finds_the_top_eigenvalue():
-    from convexop.evaluation.width_study import hessian_spectral_norm
+    from convexop.studies.width import hessian_spectral_norm
 
     matrix = torch.diag(torch.tensor([3.0, -7.0, 1.0, 0.5]))
     x = torch.nn.Parameter(torch.ones(4))

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from convexop.basis import hermite_basis, time_brownian_basis, total_degree_indices, path_polynomial_basis
+from convexop.basis import hermite_basis, path_polynomial_basis, time_brownian_basis, total_degree_indices
 
 
 def test_hermite_orthonormal_and_derivative_matches_finite_differences():

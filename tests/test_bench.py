@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from convexop.bench.runner import load_cases, render_markdown, run_bench
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.evaluation.bench import CASES, render_markdown, run_bench
 
 
 def test_quick_toy_box_bench_writes_results(tmp_path):
@@ -34,11 +34,12 @@ def test_unknown_case_is_refused(tmp_path, capsys):
         run_bench(tmp_path, only=["nope"])
     assert main(["bench", "--only", "nope", "--out", str(tmp_path / "b")]) == 2
     assert "--only" in capsys.readouterr().err
-    assert set(CASES) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled", "elliptic-pde", "log-complexity"}
+    assert set(load_cases()) >= {"heat-pde-paper", "heat-pde-best", "toy-box", "equilibrium-vs-unrolled",
+                                 "elliptic-pde", "log-complexity"}
 
 
 def test_log_linear_fit_recovers_a_geometric_rate():
-    from convexop.evaluation.bench_exact import log_linear_fit
+    from convexop.bench.exact import log_linear_fit
 
     slope, r2 = log_linear_fit([1, 2, 4, 8], [0.5 ** 1, 0.5 ** 2, 0.5 ** 4, 0.5 ** 8])
     assert abs(slope - np.log(0.5)) < 1e-12 and abs(r2 - 1) < 1e-12

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from convexop.evaluation import bench
-from convexop.evaluation.bench import CASES, publish_report, render_markdown, run_bench
-from convexop.evaluation.bench_cases import row
-from convexop.evaluation.bench_sizes import prepare_shared, verdict
-from convexop.evaluation.bench_sweeps import errors_of, fit_rows, sweep_plot
+from convexop.bench import runner
+from convexop.bench.cases import CASES, row
+from convexop.bench.runner import publish_report, render_markdown, run_bench
+from convexop.bench.sizes import prepare_shared, verdict
+from convexop.bench.sweeps import errors_of, fit_rows, sweep_plot
 from convexop.families import get_family
 from convexop.models import build_model
 
@@ -55,7 +55,7 @@ def test_run_bench_uses_one_thread_and_publishes_the_report(tmp_path, monkeypatc
 
 def test_only_runs_do_not_publish_by_default(tmp_path, monkeypatch):
     monkeypatch.setitem(CASES, "fake", _fake_case([]))
-    monkeypatch.setattr(bench, "repository_root", lambda: tmp_path / "repo")
+    monkeypatch.setattr(runner, "repository_root", lambda: tmp_path / "repo")
     results = run_bench(tmp_path / "out", quick=True, only=["fake"])
     assert "published" not in results and not (tmp_path / "repo" / "RESULTS.md").exists()
 
@@ -82,10 +82,10 @@ def test_verdict_compares_the_geo_with_a_tenth_of_the_best_baseline():
 
 
 def test_shared_data_sets_are_generated_once(tmp_path, monkeypatch):
-    from convexop.evaluation import bench_sizes
+    from convexop.bench import sizes
     from convexop.training import run
 
-    monkeypatch.setattr(bench_sizes, "_DATA", {})
+    monkeypatch.setattr(sizes, "_DATA", {})
     calls = []
     original = run.datasets.generate
     monkeypatch.setattr(run.datasets, "generate", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -115,7 +115,7 @@ def test_sweep_errors_and_fit():
 
 
 def test_results_md_links_longer_runs_and_scripts(tmp_path):
-    from convexop.evaluation.bench import script_results
+    from convexop.bench.runner import script_results
 
     assert script_results(tmp_path) == ""
     (tmp_path / "RESULTS-qp-dc3.md").write_text("# qp-dc3: GEO on a QP\n\n| a |\n")

@@ -5,20 +5,21 @@ import math
 import pytest
 import torch
 
-from convexop.evaluation.bench_solvers import (
+from convexop.bench.solvers import (
+    cvxpy_problem,
     cvxpy_solve,
-    hedging_program,
     instances,
     solve_to,
     time_to_accuracy_family,
 )
-from convexop.evaluation.bench_throughput import (
+from convexop.bench.throughput import (
     counted_flops,
     crossover,
     geo_flops,
     throughput_family,
 )
 from convexop.families import get_family
+from convexop.families.hedging import CAPITAL_BOUND
 from convexop.models import build_model
 
 
@@ -61,21 +62,42 @@ def test_solve_to_polishes_elliptic_answers():
     family = get_family("elliptic-pde")
     theta = instances(family, 6, 2)
     start = torch.as_tensor(family.in_basis_optimum(theta.numpy())) + 0.05
-    result = solve_to(family, start, theta, 1e-7)
-    assert bool(result.converged.all()) and float(family.certificate(result.x, theta).max()) <= 1e-7
+    program = family.program(theta)
+    # the certificate is ||grad F|| / L (units of x): 1e-7 / max L is the former ||grad F|| <= 1e-7
+    tol = 1e-7 / float(program.lipschitz.max())
+    result = solve_to(family, start, theta, tol)
+    assert bool(result.converged.all()) and float(family.certificate(result.x, theta).measure.max()) <= tol
+    assert float(program.value_and_gradient(result.x)[1].norm(dim=-1).max()) <= 1e-7
 
 
 def test_hedging_program_is_the_family_program():
-    """hedging declares no in-basis program; the bench's equals its g and certificate."""
+    """hedging's in-basis program (x_u and e computed once per instance) equals its g; its certificate
+    is the projected-gradient residual at 1 / L and the distance to the capital box."""
     family = get_family("hedging")
     theta = instances(family, 7, 3)
-    x = 0.3 * torch.randn(7, family.rank, dtype=torch.float64)
+    x = 0.3 * torch.randn(7, family.rank, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     x[0, 0] = 12.0  # outside the capital box
-    program = hedging_program(family, *family.unconstrained(theta))
+    program = family.program(theta)
     assert torch.allclose(program.smooth(x), family.g(x, theta), rtol=1e-12, atol=1e-12)
-    assert torch.allclose(program.residual(x) / family.lipschitz, family.certificate(x, theta), atol=1e-14)
+    assert torch.allclose(program.lipschitz, torch.full((7,), family.lipschitz_bound, dtype=torch.float64))
+    with torch.enable_grad():
+        leaf = x.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(family.g(leaf, theta).sum(), leaf)
+    point = x - gradient / family.lipschitz_bound
+    point[:, 0] = point[:, 0].clamp(0.0, CAPITAL_BOUND)
+    certificate = family.certificate(x, theta)
+    assert torch.allclose(certificate.residual, (x - point).norm(dim=-1), rtol=1e-12, atol=1e-14)
+    assert torch.allclose(certificate.violation, (x[:, 0] - x[:, 0].clamp(0.0, CAPITAL_BOUND)).abs())
+    assert float(certificate.violation[0]) == 12.0 - CAPITAL_BOUND and torch.isinf(certificate.objective[0])
+    # the closed-form Hessian 2Q is the Hessian of g
+    step = 1e-3 * torch.randn(7, family.rank, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.enable_grad():
+        moved = (x + step).requires_grad_(True)
+        (moved_gradient,) = torch.autograd.grad(family.g(moved, theta).sum(), moved)
+    expected = (program.hessian(x) @ step[..., None])[..., 0]
+    assert torch.allclose(moved_gradient - gradient, expected, rtol=1e-8, atol=1e-10)
     optimum = torch.as_tensor(family.in_basis_optimum(theta.numpy()))
-    assert float(family.certificate(optimum, theta).max()) < 1e-8
+    assert float(family.certificate(optimum, theta).measure.max()) < 1e-8
 
 
 @pytest.mark.parametrize("name", ["toy-box", "elliptic-pde", "hedging"])
@@ -86,6 +108,15 @@ def test_cvxpy_formulation_finds_the_in_basis_optimum(name):
     optimum = torch.as_tensor(family.in_basis_optimum(theta.numpy()))
     assert (result["x"] - optimum).abs().max() < 1e-5
     assert result["seconds"] >= result["solver_seconds"] > 0
+
+
+def test_cvxpy_formulation_is_the_family_declared_one():
+    family = get_family("heat-pde")  # supervised: declares no CVXPY form
+    assert family.cvxpy_form() is None
+    with pytest.raises(ValueError, match="heat-pde declares no CVXPY formulation"):
+        cvxpy_problem(family)
+    problem, x, _ = get_family("toy-box").cvxpy_form()
+    assert problem.is_dpp() and x.shape == (2,)
 
 
 def test_crossover_interpolates_in_log_log():
@@ -103,7 +134,8 @@ def test_throughput_family_measures_every_batch():
     assert set(result["batches"]) == {1, 16}
     for entry in result["batches"].values():
         assert entry["geo"] > 0 and entry["fista"] > 0
-    assert result["cvxpy"]["rate"] > 0 and result["cvxpy"]["residual_max"] < 1e-5
+    # the residual is in units of x (former residual / L, L <= 5 on these instances)
+    assert result["cvxpy"]["rate"] > 0 and result["cvxpy"]["residual_max"] < 2e-6
     sweep = result["sweep"]
     assert sweep["batch"] == 16 and sweep["tolerances"][0] == 1e-1
     assert sweep["crossover"] == crossover(sweep["tolerances"], sweep["fista_rate"], sweep["geo_rate"])

@@ -26,12 +26,6 @@ DDP = {"steps": "30", "eval_every": "10", "checkpoint_every": "10", "n_instances
 TOLERANCE = 1e-6  # absolute, on weights of size ~0.05 (float32; observed differences ~1e-8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_process_draws_the_same_global_batches():

@@ -11,7 +11,7 @@ def test_activation_is_projected_prox_of_the_negative_part_penalty():
     expected = family.project(torch.where(y < 0, 0.75 * y, y))  # y - (xi/2) min(y, 0), xi = 0.5
     assert torch.allclose(family.activation(z), expected)
     # the penalty constant c = xi / (2 - xi) = 1/3 makes y/(1+c) = 0.75 y for y < 0
-    assert abs(family.penalty - 1 / 3) < 1e-15
+    assert abs(family.f.phi.negative - 1 / 3) < 1e-15 and family.f.phi.positive == 0
 
 
 def test_g_is_the_dirichlet_energy_by_quadrature():
@@ -19,7 +19,7 @@ def test_g_is_the_dirichlet_energy_by_quadrature():
     x = torch.randn(3, 8, dtype=torch.float64)
     theta = torch.tensor([[0.1], [0.2], [0.4]], dtype=torch.float64)
     derivative = x @ torch.as_tensor(family.basis.derivative).T
-    energy = 0.5 * theta[:, 0] * (derivative**2 * family.weights).sum(-1)
+    energy = 0.5 * theta[:, 0] * (derivative**2 * family.basis_weights).sum(-1)
     assert torch.allclose(family.g(x, theta), energy)
     queries = x[:, None, :] + torch.randn(3, 4, 8, dtype=torch.float64)
     batched = family.g(queries, theta)

@@ -11,9 +11,9 @@ import torch
 
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.evaluation.solve import solve_instances
 from convexop.families import Hedging, get_family
 from convexop.references import heston
+from convexop.serving.solve import solve_instances
 from convexop.training.config import resolve_config
 from convexop.training.run import train_run
 
@@ -110,7 +110,11 @@ def test_g_is_the_mean_squared_hedging_error(family, theta):
     assert torch.allclose(batched[:, 3], family.g(queries[:, 3], t), rtol=1e-12)
     xx = torch.as_tensor(x).requires_grad_(True)
     autograd = torch.autograd.grad(family.g(xx, t).sum(), xx)[0]
-    assert torch.allclose(autograd, family.gradient(torch.as_tensor(x), t), rtol=1e-9, atol=1e-9)
+    x_u = family.unconstrained(t)[0]
+    closed_form = (family.hessian(torch.as_tensor(x), t) @ (torch.as_tensor(x) - x_u)[..., None])[..., 0]
+    assert torch.allclose(autograd, closed_form, rtol=1e-9, atol=1e-9)  # grad g = 2 Q (x - x_u) = H (x - x_u)
+    program = family.program(t)  # the in-basis program computes x_u once; same values and gradient
+    assert torch.allclose(program.value_and_gradient(torch.as_tensor(x))[1], autograd, rtol=1e-9, atol=1e-9)
 
 
 def test_in_basis_optimum_matches_cvxpy(family, theta):
@@ -134,15 +138,17 @@ def test_certificate_zero_at_optimum_positive_elsewhere(family, theta):
     more = np.concatenate([theta, family.sample(20, rng, "train"), family.sample(20, rng, "ood")])
     t = torch.as_tensor(more)
     optimum = torch.as_tensor(family.in_basis_optimum(more))
-    assert family.certificate(optimum, t).max() < 1e-12
+    assert family.certificate(optimum, t).measure.max() < 1e-12
     assert torch.isfinite(family.objective(optimum, t)).all()
     for scale in (1e-2, 1e-4):
         moved = family.activation(optimum + scale * torch.as_tensor(rng.normal(size=optimum.shape)))
-        assert (family.certificate(moved, t) > 1e-6 * scale).all()
+        assert (family.certificate(moved, t).measure > 1e-6 * scale).all()
         assert (family.g(moved, t) > family.g(optimum, t)).all()
     outside = optimum.clone()
     outside[:, 0] = -1.0
-    assert torch.isinf(family.objective(outside, t)).all() and (family.certificate(outside, t) > 0.9).all()
+    report = family.certificate(outside, t)
+    assert torch.isinf(family.objective(outside, t)).all() and torch.isinf(report.objective).all()
+    assert torch.allclose(report.violation, torch.ones(len(t), dtype=torch.float64)) and (report.measure >= 1).all()
 
 
 def test_reference_values_are_the_decoded_optimum(family, theta):
@@ -275,3 +281,13 @@ def test_geo_smoke_run_and_solve_returns_price(tmp_path):
         x = model.coefficients(theta.float()).double()
     gap = family.g(x, theta) - family.g(torch.as_tensor(family.in_basis_optimum(theta.numpy())), theta)
     assert (gap >= -1e-9).all()
+    # --polish certifies hedging answers: status optimal, violation reported, the in-basis optimum reached
+    instances = [family.instance_from_theta(row) for row in theta.numpy()]
+    raw = solve_instances(model, instances)["instances"]
+    polished = solve_instances(model, instances, polish_tol=1e-6)["instances"]
+    optimum = family.in_basis_optimum(theta.numpy())
+    for k, (before, after) in enumerate(zip(raw, polished)):
+        assert before["status"] == "optimal_inaccurate" and before["residual"] > 1e-6  # a 60-step model
+        assert after["status"] == "optimal" and after["residual"] <= 1e-6 and after["violation"] == 0
+        assert after["gap"] is None and after["iterations"] >= 1
+        assert np.abs(np.array(after["coefficients"]) - optimum[k]).max() < 1e-4

@@ -16,14 +16,6 @@ from convexop.references.random_fields import RBFField, burgers_eigenvalues, per
 SENSORS = np.linspace(0.0, 1.0, 100)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_antiderivative_is_exact_for_a_cubic():

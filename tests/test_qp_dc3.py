@@ -9,9 +9,9 @@ import torch
 
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.evaluation.polish import polish
 from convexop.families import get_family
 from convexop.families.qp_dc3 import dc3_problem
+from convexop.serving.polish import polish_answers
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +62,29 @@ def test_reference_matches_cvxpy(family, solved):
 def test_coordinates_give_a_unit_lipschitz_decoupled_program(family):
     e, m = family.basis_values, family.factor_M[0]
     hessian = e.T @ m @ e
-    assert abs(family.lipschitz - 1) < 1e-9 and abs(torch.linalg.eigvalsh(hessian)[-1] - 1) < 1e-9
+    assert abs(family.lipschitz_bound - 1) < 1e-9 and abs(torch.linalg.eigvalsh(hessian)[-1] - 1) < 1e-9
+    theta3 = torch.as_tensor(family.dc3_instances()[:3])
+    assert torch.allclose(family.lipschitz(theta3), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(family.program(theta3).lipschitz, torch.ones(3, dtype=torch.float64))
     assert hessian[:50, 50:].abs().max() < 1e-9 and torch.allclose(hessian[:50, :50], torch.eye(50, dtype=torch.float64))
     scaled = get_family("qp-dc3", coordinates="scaled")
-    assert abs(scaled.lipschitz - 1) < 1e-9
+    assert abs(scaled.lipschitz_bound - 1) < 1e-9
     c = torch.randn(4, 100, dtype=torch.float64)
     theta = torch.as_tensor(family.dc3_instances()[:4])
-    value = family.objective(family.activation(c), theta)
-    z = family.multipliers(family.activation(c))
-    assert torch.allclose(value, -family.dual(theta).dual_objective(z))
-    assert (z[:, 50:] >= 0).all()  # the activation keeps mu >= 0 in these coordinates
-    # g drops only a constant; in float32 its instance-dependent digits survive
     inside = family.activation(c)
-    shift = family.g(inside, theta) - family.objective(inside, theta)
+    z = family.multipliers(inside)
+    assert (z[:, 50:] >= 0).all()  # the activation keeps mu >= 0 in these coordinates
+    # the in-basis program minimises minus the dual value; family.objective is f + g
+    program = family.program(theta)
+    assert torch.allclose(program.smooth(inside), -family.dual(theta).dual_objective(z))
+    assert torch.allclose(family.objective(inside, theta), program.smooth(inside))  # with g's constant
+    assert torch.allclose(family.objective(inside, theta) - family.g(inside, theta),
+                          family.dual(theta).factors["const"].expand(len(theta)))
+    outside = inside.clone()
+    outside[:, -1] = -1.0  # mu < 0: f = +inf
+    assert torch.isinf(family.objective(outside, theta)).all()
+    # g drops only a constant; in float32 its instance-dependent digits survive
+    shift = family.g(inside, theta) - program.smooth(inside)
     assert torch.allclose(shift, -family.factor_const.expand(4), atol=1e-9)
 
 
@@ -82,19 +92,27 @@ def test_certificate_violation_and_polish(family, solved):
     theta_np, z = solved
     theta = torch.as_tensor(theta_np)
     optimum = family.project(torch.as_tensor(z))
-    assert family.certificate(optimum, theta).max() < 1e-9
-    assert family.violation(optimum, theta).max() < 1e-9
+    certificate = family.certificate(optimum, theta)
+    assert certificate.gap.max() < 1e-9 and certificate.violation.max() < 1e-9
+    assert torch.equal(certificate.measure, torch.maximum(certificate.gap, certificate.violation))
+    # the certificate's objective is the primal objective of the recovered answer
+    assert torch.allclose(certificate.objective, family.primal_objective(family.primal(optimum, theta)))
     noisy = family.activation(optimum + 0.3 * torch.randn(optimum.shape, generator=torch.Generator().manual_seed(0),
                                                           dtype=torch.float64))
-    assert (family.certificate(noisy, theta) > 1e-4).all()
-    assert family.violation(noisy, theta).max() < 1e-10  # the recovered primal stays feasible
-    result = polish(family, noisy.float(), theta, 1e-8)
-    assert result.status == ["polished"] * len(theta)
-    assert result.residual.max() <= 1e-8 and family.violation(result.x, theta).max() <= 1e-8
+    noisy_certificate = family.certificate(noisy, theta)
+    assert (noisy_certificate.gap > 1e-4).all()
+    assert noisy_certificate.violation.max() < 1e-10  # the recovered primal stays feasible
+    result = polish_answers(family, noisy.float(), theta, 1e-8)
+    assert bool(result.converged.all())
+    assert result.residual.max() <= 1e-8 and family.certificate(result.x, theta).violation.max() <= 1e-8
+    assert family.certificate(result.x, theta).measure.max() <= 1e-8
     assert torch.allclose(family.multipliers(result.x), torch.as_tensor(z), atol=1e-8)
-    stats = family.last_polish
-    assert stats["instances"] == len(theta) and stats["converged"] == len(theta)
-    assert stats["kkt_solves"] >= len(theta)
+    # the KKT polish's statistics travel with its result
+    assert result.kkt_solves.shape == (len(theta),) and (result.kkt_solves >= 1).all()
+    assert torch.equal(result.iterations, result.kkt_solves + result.fista_steps)
+    assert result.first_guess.dtype == torch.bool and result.first_guess.shape == (len(theta),)
+    same = family.program(theta).polish(family.finalise(noisy.float()), 1e-8, 10_000)
+    assert torch.equal(same.kkt_solves, result.kkt_solves) and torch.equal(same.first_guess, result.first_guess)
     answer = family.extra_answer(result.x[:1], theta[:1])
     assert len(answer["primal"]) == 100
     assert abs(answer["primal_objective"] - family.primal_objective(family.primal(optimum[:1], theta[:1])).item()) < 1e-7
@@ -119,7 +137,7 @@ def test_cli_generate_train_solve(tmp_path, capsys):
         params, targets = np.asarray(h5["params"]), np.asarray(h5["targets"])
     assert params.shape == (20, 50) and targets.shape == (20, 100)
     coefficients = family.project(torch.as_tensor(targets))
-    assert family.certificate(coefficients, torch.as_tensor(params)).max() < 1e-9
+    assert family.certificate(coefficients, torch.as_tensor(params)).measure.max() < 1e-9
     run = tmp_path / "run"
     argv = ["train", "qp-dc3", "--out", str(run)] + [item for key in (
         "steps=2", "eval_every=1", "n_instances=30", "depth=2", "batch_size=8", "tensorboard=false")
@@ -131,8 +149,9 @@ def test_cli_generate_train_solve(tmp_path, capsys):
     capsys.readouterr()
     assert main(["solve", str(run), "--instances", str(instances), "--out", str(out), "--polish", "1e-6"]) == 0
     answers = json.loads(out.read_text())["instances"]
-    assert [a["status"] for a in answers] == ["polished"] * 3
+    assert [a["status"] for a in answers] == ["optimal"] * 3
     for answer, target in zip(answers, targets):
-        assert answer["residual"] <= 1e-6 and answer["violation"] <= 1e-6
+        assert answer["gap"] <= 1e-6 and answer["violation"] <= 1e-6 and np.isfinite(answer["residual"])
+        assert abs(answer["objective"] - answer["primal_objective"]) <= 1e-9 * max(1.0, abs(answer["objective"]))
         assert np.allclose(answer["values"], target, atol=1e-6)
         assert len(answer["primal"]) == 100 and np.isfinite(answer["primal_objective"])

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from convexop.references.quadratic_program import (
+from convexop.solvers.qp import (
     QPData,
     QPDual,
+    QPDualProgram,
     interior_point,
     relative_gap,
     solve_qp,
@@ -125,6 +126,36 @@ def test_shared_data_broadcasts_and_program_matches_the_closed_form():
     assert torch.allclose(gradient[:, :data.me], many.b - dual.primal(z) @ data.A[0].T)  # dual gradient = -residual
     lipschitz = torch.linalg.eigvalsh(dual.factors["M"][0])[-1]
     assert torch.allclose(program.lipschitz, lipschitz.expand(5))
+
+
+def test_dual_program_certificate_is_the_qp_pair_and_polishes():
+    data = random_qp(8, seed=7)
+    _, z_star = solve_qp(data)
+    dual = QPDual(data)
+    program = dual.program()
+    assert isinstance(program, QPDualProgram)
+    noisy = z_star + 0.1 * torch.randn(z_star.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    noisy[:, data.me:] = noisy[:, data.me:].clamp_min(0)
+    gap, violation = dual.certificate(noisy)
+    certificate = program.certificate(noisy)
+    assert torch.equal(certificate.gap, gap) and torch.equal(certificate.violation, violation)
+    assert torch.equal(certificate.measure, torch.maximum(gap, violation)) and torch.equal(program.measure(noisy), certificate.measure)
+    assert torch.allclose(certificate.objective, dual.primal_objective(dual.recover(noisy)[0]))
+    assert (certificate.measure > 1e-4).all() and not certificate.certified(1e-4).any()
+    # the residual is the dual program's prox-gradient residual at t = 1 / L (units of z): 0 only at z*
+    step = 1 / program.lipschitz[:, None]
+    _, gradient = program.value_and_gradient(noisy)
+    point = noisy - step * gradient
+    point[:, data.me:] = point[:, data.me:].clamp_min(0)  # prox of the indicator of mu >= 0
+    assert torch.allclose(certificate.residual, (noisy - point).norm(dim=-1))
+    assert (program.certificate(z_star).residual < 1e-8).all() and program.certificate(z_star).certified(1e-9).all()
+    # its polish is the active-set KKT polish, certified on the program's own measure
+    result = program.polish(noisy, 1e-9, 100)
+    assert result.converged.all() and (result.residual <= 1e-9).all() and (program.measure(result.x) <= 1e-9).all()
+    assert (result.x - z_star).abs().max() < 1e-8 and (result.kkt_solves >= 1).all()
+    # subsets keep the factorisations and certify the same rows
+    sub = program.subset(torch.tensor([1, 5]))
+    assert torch.equal(sub.measure(noisy[[1, 5]]), certificate.measure[[1, 5]])
 
 
 def test_check_and_degenerate_shapes():

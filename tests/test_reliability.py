@@ -27,9 +27,10 @@ from safetensors.torch import load_file
 import convexop
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.evaluation.solve import read_instances, solve_file, solve_instances
 from convexop.families import Family, ToyBox, get_family
 from convexop.models.base import from_checkpoint
+from convexop.serving.instances import read_instances
+from convexop.serving.solve import solve_file, solve_instances
 from convexop.training.config import resolve_config
 from convexop.training.run import train_run
 from convexop.training.trainer import TrainingDiverged
@@ -42,13 +43,6 @@ TOY_INSTANCE = {"A": [[2, 0], [0, 1]], "b": [1, -3], "c": 0, "beta": [0, 0], "ka
 SOURCE = Path(convexop.__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two intra-op threads on a shared, loaded 2-core machine make these tiny runs ~10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +397,8 @@ def test_solve_streams_batches_and_writes_what_the_whole_file_path_writes(traine
     path.write_text(json.dumps({"comment": {"x": ["]", "}"]}, "instances": instances, "after": 1}, indent=1))
     out = tmp_path / "out.json"
     summary = solve_file(model, path, out, batch=64)
-    assert summary == {"n": 300, "status": {"ok": 300}, "iterations": 0}
+    assert summary["n"] == 300 and summary["iterations"] == 0 and sum(summary["status"].values()) == 300
+    assert set(summary["status"]) <= {"optimal", "optimal_inaccurate"}
     assert out.read_bytes() == json.dumps(solve_instances(model, read_instances(path))).encode()
     instances[201]["kappa"] = -1.0  # a bad instance in the fourth batch: named by its place, no output
     path.write_text(json.dumps({"instances": instances}))
@@ -514,15 +509,15 @@ def test_fuzz_command_lines_never_crash(trained, tmp_path, monkeypatch, capsys):
     def stop(*args, **kwargs):
         raise Reached
 
+    import convexop.bench.runner
     import convexop.data
-    import convexop.evaluation.bench
     import convexop.evaluation.demo
-    import convexop.evaluation.width_study
+    import convexop.studies.width
     import convexop.training.run
 
     for module, name in [(convexop.data, "generate"), (convexop.training.run, "train_run"),
-                         (convexop.evaluation.demo, "run_demo"), (convexop.evaluation.bench, "run_bench"),
-                         (convexop.evaluation.width_study, "run_width_study")]:
+                         (convexop.evaluation.demo, "run_demo"), (convexop.bench.runner, "run_bench"),
+                         (convexop.studies.width, "run_width_study")]:
         monkeypatch.setattr(module, name, stop)
     words = ["families", "generate", "merge", "train", "evaluate", "solve", "demo", "bench", "study", "width",
              "toy-box", "heat-pde", "hedging", "nope", "--n", "--seed", "--law", "--out", "--force", "--shard",

@@ -5,9 +5,9 @@ and `convexop.from_cvxpy(problem, sampler)` (a DPP CVXPY problem) return a famil
 `train`, `evaluate`, `solve` and `--polish` accept (`--family FILE.py:NAME` on the command line).
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
-__all__ = ["from_cvxpy", "from_torch", "__version__"]
+__all__ = ["__version__", "from_cvxpy", "from_torch"]
 
 
 def from_torch(*args, **kwargs):

@@ -10,7 +10,6 @@ Settings are the keys of `convexop train --set` (model, training) given as keywo
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evaluation.polish import DEFAULT_ITERATIONS, compare_with_cold_start
-from .evaluation.solve import solve_instances
 from .families import Family
 from .models.base import OperatorModel, from_checkpoint
+from .serving.answers import DEFAULT_TOL
+from .serving.polish import DEFAULT_ITERATIONS, compare_with_cold_start
+from .serving.solve import solve_instances
 from .training.config import resolve_config
 from .training.run import train_run
 
@@ -41,16 +41,20 @@ def load(run_dir: str | Path, family: Family | None = None) -> OperatorModel:
 
 
 def solve(model: OperatorModel, instances: list[dict[str, Any]], polish: float | None = None,
-          polish_iterations: int = DEFAULT_ITERATIONS) -> dict[str, Any]:
-    """Answers for instances (dicts of parameter name -> value), as `convexop solve` writes them."""
-    return solve_instances(model, instances, polish_tol=polish, polish_iterations=polish_iterations)
+          polish_iterations: int = DEFAULT_ITERATIONS, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """Answers for instances (dicts of parameter name -> value), as `convexop solve` writes them: each
+    with its certificate and `status` (`optimal` when certified at `polish`, or at `tol` without
+    polishing; `optimal_inaccurate`, `approximate` or `error` otherwise; README "Answers")."""
+    return solve_instances(model, instances, polish_tol=polish, polish_iterations=polish_iterations, tol=tol)
 
 
 def assess(family: Family, model: OperatorModel, n: int = 200, seed: int = 12345, tol: float = 1e-6,
            max_iterations: int = DEFAULT_ITERATIONS) -> dict[str, float]:
     """Fresh instances: the model's mean relative objective gap to the reference optimum (before
     polish), median certificate, forward time per instance, and polish iterations to `tol` from the
-    model's answers against a cold start (FISTA from zero, or the family's own polish)."""
+    model's answers against a cold start (FISTA from zero, or the family's own polish). The gap
+    compares objectives (QP duals: primal objectives of the recovered answers), so an infeasible raw
+    answer can show a small or negative gap: read it with `max_violation`."""
     theta = family.sample(n, np.random.default_rng(seed))
     optimum = torch.as_tensor(family.reference(theta), dtype=torch.float64)
     theta64 = torch.as_tensor(theta, dtype=torch.float64)
@@ -60,14 +64,14 @@ def assess(family: Family, model: OperatorModel, n: int = 200, seed: int = 12345
         x = model.coefficients(theta64.float())
         seconds = time.perf_counter() - start
     x = family.finalise(x)
-    objective = family.objective(x, theta64)
-    best = family.objective(optimum, theta64)
-    gap = (objective - best).abs() / best.abs().clamp_min(1.0)
+    certificate = family.certificate(x, theta64)
+    best = family.certificate(family.finalise(family.project(optimum)), theta64).objective
+    gap = (certificate.objective - best).abs() / best.abs().clamp_min(1.0)
     comparison = compare_with_cold_start(family, x, theta64, tol, max_iterations)
-    violation = family.violation(x, theta64)
     return {"instances": n, "mean_relative_gap": float(gap.mean()), "max_relative_gap": float(gap.max()),
-            "median_certificate": float(family.certificate(x, theta64).median()),
-            "max_violation": float(violation.max()) if violation is not None else math.nan,
+            "median_certificate": float(certificate.measure.median()),
+            "certified_fraction": float(certificate.certified(tol).double().mean()),
+            "max_violation": float(certificate.violation.max()),
             "forward_us_per_instance": 1e6 * seconds / n, "polish_tol": tol,
             "warm_iterations": comparison["warm_mean"], "cold_iterations": comparison["cold_mean"],
             "polish_ratio": comparison["ratio"], "warm_converged": comparison["warm_converged"],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
 from .errors import InputError, one_line
-from .study_cli import add_study_parser, run_study
+from .studies.cli import add_study_parser, run_study
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +48,6 @@ def _progress_callback(total: int, desc: str):
 
 def cmd_families(args) -> int:
     from .families import Family, get_family
-
     from .families.loading import entry_point_names
 
     for name in list(Family.registry) + entry_point_names():
@@ -107,7 +105,10 @@ def cmd_merge(args) -> int:
 
 
 def _check_run_folder(out: Path) -> None:
-    """A new run goes into a missing or empty folder whose parent exists."""
+    """A new run goes into a missing or empty folder whose parent exists (or replaces a run killed
+    before its first checkpoint), and never into one another train is writing."""
+    from .training.run import LOCK_NAME, lock_holder, unfinished_run
+
     if "\x00" in str(out):
         raise InputError("--out", str(out), "", "not a usable path (embedded NUL byte)")
     try:
@@ -116,7 +117,11 @@ def _check_run_folder(out: Path) -> None:
         raise InputError("--out", str(out), "", f"not a usable path ({error})") from None
     if exists and not is_dir:
         raise InputError("--out", str(out), "", "is a file; a run needs a folder")
-    if exists and any(out.iterdir()):
+    holder = lock_holder(out) if is_dir else None
+    if holder is not None:
+        who = f"process {holder}" if holder else "another process"
+        raise InputError("--out", str(out), "", f"run directory is in use by {who} ({LOCK_NAME}: a train writing it)")
+    if exists and any(out.iterdir()) and not unfinished_run(out):
         raise InputError("--out", str(out), "", "run directory exists and is not empty (use --resume)")
     if not parent_ok:
         raise InputError("--out", str(out), "", f"folder {out.parent} does not exist")
@@ -124,15 +129,16 @@ def _check_run_folder(out: Path) -> None:
 
 def cmd_train(args) -> int:
     from .families import get_family
+    from .families.loading import canonical_name, is_file_spec
     from .training import distributed
     from .training.config import resolve_config
-    from .families.loading import canonical_name
     from .training.run import build_checked, load_config, train_run
 
     out = Path(args.out)
     if args.resume:
         config = load_config(out)
-        if canonical_name(args.family) != config.family:
+        moved = is_file_spec(args.family) and is_file_spec(config.family)  # same file by its sha256, see _family_file
+        if canonical_name(args.family) != config.family and not moved:
             raise InputError("family", args.family, "", f"the run in {out} trains {config.family}")
         if args.model is not None and args.model != config.model:
             raise InputError("--model", args.model, "", f"the run in {out} trains {config.model}")
@@ -167,17 +173,45 @@ def cmd_evaluate(args) -> int:
     if args.out is not None:
         check_output_path(args.out, force=True)
     metrics = evaluate_run(args.run_dir, args.out)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("test",)} |
-                     {"test": {k: v for k, v in metrics["test"].items() if k != "per_instance_mse"}}, indent=2))
+    for line in _metrics_table(metrics):
+        print(line)
+    print(f"-> {args.out or Path(args.run_dir) / 'metrics.json'}")
     return 0
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3e}"
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    """A short table of `evaluate`'s metrics: errors per split, and the certificate on exact families."""
+    lines = [f"{metrics['model']} on {metrics['family']} ({metrics['parameters']} parameters)",
+             f"{'':24}{'mean':>12}{'median':>12}{'max':>12}"]
+    for split in ("train", "test"):
+        for key in ("mse", "relative_l2"):
+            stats = metrics[split][key]
+            lines.append(f"{split + ' ' + key:24}" + "".join(f"{_number(stats[k]):>12}" for k in ("mean", "median", "max")))
+    lines.append(f"{'in-basis floor (MSE)':24}{_number(metrics['test']['best_approximation_mse']):>12}")
+    certificate = metrics["test"].get("certificate")
+    if certificate:
+        for key in ("residual", "gap", "violation", "in_basis_distance"):
+            if certificate[key] is not None:
+                lines.append(f"{'test ' + key:24}" + "".join(f"{_number(certificate[key][k]):>12}"
+                                                            for k in ("mean", "median", "max")))
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(certificate["status"].items()))
+        lines.append(f"certified at {certificate['tol']:g}: {100 * certificate['certified_fraction']:.1f}% ({counts}; "
+                     "raw answers, before polishing)")
+    return lines
 
 
 def cmd_solve(args) -> int:
     from .data import check_output_path
-    from .evaluation.polish import DEFAULT_ITERATIONS, check_settings
-    from .evaluation.solve import solve_file
     from .families import get_family
     from .models.base import from_checkpoint
+    from .serving.answers import check_tolerance
+    from .serving.polish import check_polishable
+    from .serving.solve import solve_file
+    from .solvers.polish import DEFAULT_ITERATIONS, check_polish_settings
     from .training.run import load_config
 
     config = load_config(Path(args.run_dir))
@@ -186,27 +220,28 @@ def cmd_solve(args) -> int:
     if args.polish is None and args.polish_iterations is not None:
         raise InputError("--polish-iterations", args.polish_iterations, "", "only meaningful with --polish TOL")
     if args.polish is not None:
-        if not family.exact:
-            raise InputError("--polish", args.polish, "",
-                             f"{family.name} is not an exact convex program (its target is not argmin f + g), "
-                             "so there is nothing to polish towards")
-        check_settings(args.polish, DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations)
+        check_polishable(family)
+        check_polish_settings(args.polish,
+                              DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations)
+    check_tolerance(args.tol)
     model = from_checkpoint(args.run_dir, family=family)
     budget = DEFAULT_ITERATIONS if args.polish_iterations is None else args.polish_iterations
     summary = solve_file(model, args.instances, out, start=args.start, polish_tol=args.polish,
-                         polish_iterations=budget)  # batches in, batches out: bounded memory
-    n = summary["n"]
+                         polish_iterations=budget, tol=args.tol)  # batches in, batches out: bounded memory
+    n, counts = summary["n"], summary["status"]
+    tally = ", ".join(f"{counts[k]} {k}" for k in sorted(counts))
     if args.polish is None:
-        print(f"solved {n} instances -> {out}")
-        return 0
-    polished = summary["status"].get("polished", 0)
-    steps = summary["iterations"]
-    print(f"solved {n} instances, polished {polished} to residual <= {args.polish:g} "
-          f"({steps} forward-backward steps in all) -> {out}")
-    missed = n - polished
-    if missed:
-        sys.stderr.write(f"convexop: warning: {missed} of {n} instances not_converged within "
-                         f"{budget} iterations (residual > {args.polish:g}; see their status)\n")
+        print(f"solved {n} instances ({tally}) -> {out}")
+    else:
+        print(f"solved {n} instances, polished to certificate <= {args.polish:g} ({tally}; "
+              f"{summary['iterations']} polish iterations in all) -> {out}")
+        missed = counts.get("optimal_inaccurate", 0)
+        if missed:
+            sys.stderr.write(f"convexop: warning: {missed} of {n} instances stayed above {args.polish:g} within "
+                             f"{budget} iterations (status optimal_inaccurate)\n")
+    if counts.get("error", 0):
+        sys.stderr.write(f"convexop: warning: {counts['error']} of {n} answers are non-finite (status error, "
+                         "values null; see their reason)\n")
     return 0
 
 
@@ -241,7 +276,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .evaluation.bench import run_bench
+    from .bench.runner import run_bench
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     results = run_bench(args.out, quick=args.quick, only=only,
@@ -250,6 +285,24 @@ def cmd_bench(args) -> int:
     missed = [r for r in results["rows"] if r["met"] is False]
     print(f"{len(missed)} target(s) missed" if missed else "all targets met")
     return 0
+
+
+FAMILY_HELP = "the family file of a run trained on one, when the run folder or the file has moved (checked " \
+              "against the recorded sha256 before it runs)"
+
+
+def _family_file(args):
+    """Where a moved run finds its family file: `--family FILE.py:NAME` of solve and evaluate, or the
+    FILE.py:NAME of `train --resume` (the recorded sha256 is checked before the file runs)."""
+    from contextlib import nullcontext
+
+    from .families.loading import family_file_override, is_file_spec
+
+    if getattr(args, "family_file", None) is not None:
+        return family_file_override(args.family_file)
+    if args.command == "train" and args.resume and is_file_spec(args.family):
+        return family_file_override(args.family, "family")
+    return nullcontext()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,15 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p = sub.add_parser("evaluate", help="score a run on its test set")
     p.add_argument("run_dir")
+    p.add_argument("--family", dest="family_file", metavar="FILE.py:NAME", help=FAMILY_HELP)
     p.add_argument("--out")
     p = sub.add_parser("solve", help="answer new instances with a trained run")
     p.add_argument("run_dir")
+    p.add_argument("--family", dest="family_file", metavar="FILE.py:NAME", help=FAMILY_HELP)
     p.add_argument("--instances", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--polish", type=float, metavar="TOL",
-                   help="polish exact families' answers until their residual is <= TOL")
+                   help="polish exact families' answers until their certificate is <= TOL (status optimal)")
+    p.add_argument("--tol", type=float, default=1e-6, metavar="TOL",
+                   help="certification tolerance of unpolished answers: status optimal when the certificate "
+                        "is <= TOL, else optimal_inaccurate (default 1e-6)")
     p.add_argument("--polish-iterations", type=int, metavar="N",
-                   help="forward-backward budget per instance for --polish (default 10000)")
+                   help="iteration budget per instance for --polish (default 10000)")
     p.add_argument("--start", choices=("zero", "random"), default="zero")
     p = sub.add_parser("demo", help="train and evaluate the default GEO on heat-pde, with plots")
     p.add_argument("--out", default="runs/demo")
@@ -310,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     from .training.trainer import TrainingDiverged
 
     try:
-        return COMMANDS[args.command](args)
+        with _family_file(args):
+            return COMMANDS[args.command](args)
     except InputError as error:
         sys.stderr.write(f"convexop: error: {error}\n")
         return 2

@@ -17,10 +17,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import __version__
 from .errors import InputError
 from .families import Family
 from .files import atomic_output
+from .version import __version__
 from .versioning import check_compatible
 
 MAX_INSTANCES = 100_000_000  # per file; larger sets are generated as shards (`generate --shard i/n`)
@@ -65,13 +65,30 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
         start, stop = index * n // count, (index + 1) * n // count
         params = params[start:stop]
         extra = {"shard_index": index, "shard_count": count, "shard_offset": start, "n_total": n}
-    targets = family.reference(params, progress=progress)
+    check_finite_array("sampler", params, (len(params), family.theta_size))
+    family.check_theta(params)
+    targets = np.asarray(family.reference(params, progress=progress))
+    check_finite_array("reference", targets, (len(params), len(family.points)))
     attrs = {"family": family.name, "family_config": json.dumps(family.family_config()),
              "version": __version__, "seed": int(seed), "law": law,
              "reference_method": family.reference_method,
              "reference_error": float(family.reference_error())} | extra
-    dtype = getattr(family, "target_dtype", np.float64)  # large path-wise targets may use float32
-    return Dataset(params, np.asarray(targets, dtype=dtype), np.asarray(family.points), attrs)
+    return Dataset(params, np.asarray(targets, dtype=family.target_dtype), np.asarray(family.points), attrs)
+
+
+def check_finite_array(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Raise InputError naming `name` unless `array` is real, of `shape`, and finite; the first bad
+    index is given."""
+    array = np.asarray(array)
+    if array.shape != shape:
+        raise InputError(name, None, "", f"returned an array of shape {list(array.shape)}, expected {list(shape)}")
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise InputError(name, None, "", f"returned {array.dtype} values, expected real numbers")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(name, None, "", f"returned a non-finite value {array[first]!r} at index {list(first)} "
+                                         f"(instance {first[0]})")
 
 
 def check_output_path(path: str | Path, force: bool = False) -> Path:

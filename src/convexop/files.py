@@ -6,6 +6,7 @@ file is fsynced and renamed over `path`, and on any error (or interrupt) the tem
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -40,3 +41,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_output(path) as tmp, open(tmp, "xb") as stream:
         stream.write(data)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks (bounded memory for any size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

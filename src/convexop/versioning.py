@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from . import __version__
 from .errors import InputError
+from .version import __version__
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.+-]?[0-9A-Za-z.+-]*)?$")
 

@@ -1,4 +1,5 @@
-"""Scoring a trained run on its test set: per-instance errors, then means; the in-basis floor."""
+"""Scoring a trained run on its test set: per-instance errors, then means; the in-basis floor; for
+exact families the certificates of the answers (residual, gap, violation, certified fraction)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ..data import read_dataset
 from ..families import Family, get_family
 from ..models.base import OperatorModel, atomic_write_bytes, from_checkpoint
+from ..serving.answers import DEFAULT_TOL, statuses
 from ..training.run import load_config, to_split
 from ..training.trainer import per_instance_metrics
 
@@ -23,8 +25,34 @@ def best_approximation_mse(family: Family, targets: np.ndarray) -> np.ndarray:
     return family.error(projected, t).numpy()
 
 
-def summarise(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "max": float(np.max(values))}
+def summarise(values: np.ndarray) -> dict[str, float | None]:
+    """mean, median and max (strict JSON: None where not finite, e.g. a NaN answer)."""
+    values = np.asarray(values, dtype=np.float64)
+    stats = (np.mean(values), np.median(values), np.max(values)) if values.size else (np.nan,) * 3
+    return {k: float(v) if np.isfinite(v) else None for k, v in zip(("mean", "median", "max"), stats)}
+
+
+def certificate_metrics(model: OperatorModel, params: np.ndarray, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """What a user of an exact family needs of the model's answers (zero start) on the instances
+    params (n, P): residual, gap and violation summaries, the fraction certified at tol (status
+    `optimal`), the status counts, and the distance to the in-basis optimum."""
+    family = model.family
+    theta = torch.as_tensor(params, dtype=torch.float64)
+    model.set_inference(start="zero")
+    with torch.no_grad():
+        x = family.finalise(model.coefficients(theta.float()))
+    certificate = family.certificate(x, theta)
+    finite = torch.isfinite(x).all(-1).numpy()
+    counts: dict[str, int] = {}
+    for status, _ in statuses(True, certificate, finite, tol):
+        counts[status] = counts.get(status, 0) + 1
+    optimum = torch.as_tensor(family.in_basis_optimum(params))
+    out = {"tol": tol, "certified_fraction": float(certificate.certified(tol).double().mean()), "status": counts,
+           "residual": summarise(certificate.residual.numpy()), "violation": summarise(certificate.violation.numpy()),
+           "gap": None if certificate.gap is None else summarise(certificate.gap.numpy()),
+           "in_basis_distance": summarise((x - optimum).norm(dim=-1).numpy())}
+    model.set_inference(start="random")
+    return out
 
 
 def evaluate_model(model: OperatorModel, run_dir: Path) -> dict[str, Any]:
@@ -44,6 +72,8 @@ def evaluate_model(model: OperatorModel, run_dir: Path) -> dict[str, Any]:
                       "best_approximation_mse": float(best_approximation_mse(family, data.targets).mean())}
         if split == "test":
             out["test"]["per_instance_mse"] = metrics["mse"].cpu().tolist()
+            if family.exact and model.has_coefficients:
+                out["test"]["certificate"] = certificate_metrics(model, data.params)
     history = run_dir / "history.csv"
     if history.is_file():
         lines = history.read_text().strip().splitlines()
@@ -59,5 +89,5 @@ def evaluate_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     model = from_checkpoint(run_dir, family=family)
     metrics = evaluate_model(model, run_dir)
     target = Path(out) if out else run_dir / "metrics.json"
-    atomic_write_bytes(target, json.dumps(metrics, indent=2).encode())
+    atomic_write_bytes(target, json.dumps(metrics, indent=2, allow_nan=False).encode())
     return metrics

@@ -16,7 +16,9 @@ from ..data import read_dataset
 from ..models.base import OperatorModel
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
+    """Write `figure` to `path` atomically (a temporary file, then a rename) and close it: the one
+    figure writer of the package."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     figure.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -35,7 +37,7 @@ def loss_curves(run_dir: Path, out: Path) -> Path:
     axis.set_ylabel("MSE")
     axis.legend()
     axis.grid(alpha=0.3)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def test_instances(model: OperatorModel, run_dir: Path, out: Path, count: int = 3) -> Path:
@@ -62,7 +64,7 @@ def test_instances(model: OperatorModel, run_dir: Path, out: Path, count: int = 
         axis.set_title(label)
         axis.grid(alpha=0.3)
     axes[0][0].legend()
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def error_against_parameter(per_instance_mse: np.ndarray, parameter: np.ndarray, name: str,
@@ -75,7 +77,7 @@ def error_against_parameter(per_instance_mse: np.ndarray, parameter: np.ndarray,
     axis.set_ylabel("test MSE per instance")
     axis.legend()
     axis.grid(alpha=0.3)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def error_against_iterations(iterations: list[int], mse: list[float], residual: list[float], out: Path,
@@ -89,7 +91,7 @@ def error_against_iterations(iterations: list[int], mse: list[float], residual: 
     axis.set_xlabel("inference iterations (Anderson)")
     axis.legend()
     axis.grid(alpha=0.3, which="both")
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def error_against_size(sizes: list[int], errors: list[float], label: str, out: Path,
@@ -105,4 +107,4 @@ def error_against_size(sizes: list[int], errors: list[float], label: str, out: P
     axis.set_ylabel("MSE vs in-basis optimum")
     axis.legend()
     axis.grid(alpha=0.3, which="both")
-    return _save(figure, out)
+    return save_figure(figure, out)

@@ -11,5 +11,18 @@ from .utility_max import UtilityMax
 
 registered_names = tuple(Family.registry)
 
-__all__ = ["Family", "Parameter", "get_family", "Antiderivative", "Burgers", "DiffusionReaction", "EllipticPDE",
-           "HeatPDE", "Hedging", "QPDC3", "ToyBox", "UtilityMax", "registered_names"]
+__all__ = [
+           "QPDC3",
+           "Antiderivative",
+           "Burgers",
+           "DiffusionReaction",
+           "EllipticPDE",
+           "Family",
+           "HeatPDE",
+           "Hedging",
+           "Parameter",
+           "ToyBox",
+           "UtilityMax",
+           "get_family",
+           "registered_names",
+]

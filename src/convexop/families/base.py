@@ -22,15 +22,30 @@ import numpy as np
 import torch
 
 from ..basis import Basis
-from ..certificates import CompositeProgram
 from ..errors import InputError
-from ..prox import Box
+from ..prox import Prox, Zero
+from ..solvers.program import Certificate, CompositeProgram
+
+IN_BASIS_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class Pointwise:
+    """A fixed part f(E x) = int phi((E x)(u)) du applied pointwise: phi a separable Prox (its value
+    and prox act on each point), integrated with the family's grid weights; the activation is the
+    projection of phi's prox back onto the basis (P prox_f E)."""
+
+    phi: Prox
+
+
+MAGNITUDE = 1e6  # an unbounded end of a domain means |value| <= 1e6: models compute in float32
 
 
 @dataclass(frozen=True)
 class Parameter:
     """One instance parameter: a real scalar/array within [low, high] (ends open or closed),
-    or a categorical `choices` value (encoded as its index)."""
+    or a categorical `choices` value (encoded as its index). An infinite end stands for MAGNITUDE
+    (values beyond it overflow a float32 model's arithmetic), so the domain stated is honest."""
 
     name: str
     low: float = -math.inf
@@ -43,20 +58,21 @@ class Parameter:
     description: str = ""
 
     @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) with infinite ends replaced by -+MAGNITUDE."""
+        return max(self.low, -MAGNITUDE), min(self.high, MAGNITUDE)
+
+    @property
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
 
     def domain(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(self.choices)
-        left = "(" if self.low_open else "["
-        right = ")" if self.high_open else "]"
-        low = "-inf" if self.low == -math.inf else f"{self.low:g}"
-        high = "inf" if self.high == math.inf else f"{self.high:g}"
-        if self.low == -math.inf and self.high == math.inf:
-            interval = "finite real numbers"
-        else:
-            interval = f"finite numbers in {left}{low}, {high}{right}"
+        lo, hi = self.bounds
+        left = "(" if self.low_open and lo == self.low else "["
+        right = ")" if self.high_open and hi == self.high else "]"
+        interval = f"finite numbers in {left}{lo:g}, {hi:g}{right}"
         if self.shape:
             return f"array of shape {list(self.shape)} of {interval}"
         return interval
@@ -75,12 +91,17 @@ class Parameter:
             raise InputError(self.name, value, self.domain()) from None
         if array.shape != self.shape:
             raise InputError(self.name, None, "", f"wrong shape: expected {list(self.shape)}, got {list(array.shape)}")
-        ok = np.isfinite(array).all()
-        ok = ok and (array > self.low).all() if self.low_open else ok and (array >= self.low).all()
-        ok = ok and (array < self.high).all() if self.high_open else ok and (array <= self.high).all()
-        if not ok:
+        if not self.contains(array.reshape(1, -1))[0]:
             raise InputError(self.name, value, self.domain())
         return array.reshape(-1)
+
+    def contains(self, block: np.ndarray) -> np.ndarray:
+        """(n,) bool: each row of block (n, size) finite and within the domain."""
+        lo, hi = self.bounds
+        ok = np.isfinite(block).all(-1)
+        ok &= (block > lo).all(-1) if self.low_open and lo == self.low else (block >= lo).all(-1)
+        ok &= (block < hi).all(-1) if self.high_open and hi == self.high else (block <= hi).all(-1)
+        return ok
 
     def decode(self, flat: np.ndarray) -> Any:
         """Inverse of validate for JSON output."""
@@ -96,7 +117,6 @@ class Family(torch.nn.Module):
 
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False
-    user_defined: ClassVar[bool] = False  # built by user code (from_torch, from_cvxpy), not registered
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     laws: ClassVar[tuple[str, ...]] = ("train",)
     registry: ClassVar[dict[str, type[Family]]] = {}
@@ -112,8 +132,16 @@ class Family(torch.nn.Module):
         self.config = dict(config)
         self.register_buffer("basis_values", torch.as_tensor(basis.values), persistent=False)
         self.register_buffer("projector", torch.as_tensor(basis.projector), persistent=False)
+        self.register_buffer("basis_weights", torch.as_tensor(basis.weights), persistent=False)
+
+    source: dict[str, str] = {}  # {"file_sha256": ...} when loaded from a family file (reassigned, never mutated)
 
     # ----- description -------------------------------------------------------------------
+    @property
+    def user_defined(self) -> bool:
+        """Built by user code (from_torch, from_cvxpy, a family file), not a registered class."""
+        return Family.registry.get(self.name) is not type(self)
+
     @property
     def rank(self) -> int:
         return self.basis.rank
@@ -135,8 +163,9 @@ class Family(torch.nn.Module):
         return sum(p.size for p in self.parameters)
 
     def family_config(self) -> dict[str, Any]:
-        """Constructor keywords that rebuild this family (stored with checkpoints and datasets)."""
-        return dict(self.config)
+        """Constructor keywords that rebuild this family (stored with checkpoints and datasets); for a
+        family loaded from a file, the file's sha256 instead (its code rebuilds it)."""
+        return dict(self.source) if self.source else dict(self.config)
 
     # ----- instances ---------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator, law: str = "train") -> np.ndarray:
@@ -169,6 +198,22 @@ class Family(torch.nn.Module):
                                  "" if error.domain else str(error).split(": ", 1)[-1]) from None
         return np.concatenate(parts)
 
+    def check_theta(self, theta: np.ndarray, where: str = "sampler") -> None:
+        """Raise InputError naming `where`, the parameter and the first bad instance unless every row
+        of theta (n, P) lies in the declared domains (vectorised `Parameter.validate`)."""
+        start = 0
+        for p in self.parameters:
+            block = np.asarray(theta[:, start:start + p.size], dtype=np.float64)
+            start += p.size
+            if p.choices is not None:
+                ok = np.isin(block, np.arange(len(p.choices))).all(-1)
+            else:
+                ok = p.contains(block)
+            if not ok.all():
+                first = int(np.flatnonzero(~ok)[0])
+                raise InputError(where, None, "", f"drew {p.name} outside its domain ({p.domain()}) at instance "
+                                                  f"{first}: {block[first].tolist()}")
+
     def instance_from_theta(self, theta_row: np.ndarray) -> dict[str, Any]:
         out, start = {}, 0
         for p in self.parameters:
@@ -185,6 +230,16 @@ class Family(torch.nn.Module):
         return out
 
     # ----- the convex program ------------------------------------------------------------
+    # The fixed part f, declared once per family (set in __init__): a Prox in coefficient space, or
+    # `Pointwise(phi)` for PDE families (phi applied at the points of `grid_decode`, integrated with
+    # `grid_weights`). The activation P prox_f E and f_value are derived from it.
+    f: Prox | Pointwise | None = None
+    step_hint: float = 1.0  # prox step of the activation; forward-backward GEO initialisation step
+    newton_polish: ClassVar[bool] = False  # polish the in-basis program by active-set Newton
+    has_hessian: ClassVar[bool] = False  # `hessian(x, theta)` is a closed form
+    target_scale: float = 1.0  # typical size of the targets (output scale of value-space models)
+    grid_axes: list[np.ndarray] | None = None  # the axes when the points are a tensor grid (FNO), else None
+
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Instance loss g_theta(E x). x: (batch, R) or (batch, M, R); theta: (batch, P)."""
         raise NotImplementedError
@@ -195,73 +250,112 @@ class Family(torch.nn.Module):
         g(x) + <grad g(x), c_m> + c_m' H c_m / 2 (one gradient per instance instead of M values)."""
         return self.g(x[:, None, :] + offsets[None], theta)
 
+    def grid_decode(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., R) coefficients -> (..., Q) values where a `Pointwise` f is applied (the points)."""
+        return self.decode(x)
+
+    def grid_project(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., Q) values on that grid -> (..., R) coefficients of their L2 projection."""
+        return self.project(values)
+
+    def grid_weights(self) -> torch.Tensor:
+        """(Q,) quadrature weights of that grid."""
+        return self.basis_weights
+
     def activation(self, z: torch.Tensor) -> torch.Tensor:
-        """P prox_f E in coefficient space. z: (..., R) -> (..., R)."""
-        raise NotImplementedError
+        """P prox_f E in coefficient space, at step `step_hint`. z: (..., R) -> (..., R)."""
+        if isinstance(self.f, Pointwise):
+            return self.grid_project(self.f.phi(self.grid_decode(z), self.step_hint))
+        if self.f is None:
+            return z
+        return self.f(z, self.step_hint)
 
     def f_value(self, x: torch.Tensor) -> torch.Tensor:
         """f(E x): (batch, R) -> (batch,); +inf where a constraint is violated."""
-        raise NotImplementedError
+        if isinstance(self.f, Pointwise):
+            values = self.f.phi.value(self.grid_decode(x)[..., None])  # phi at each point: (batch, Q)
+            return (values * self.grid_weights().to(x.dtype)).sum(-1)
+        if self.f is None:
+            return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        return self.f.value(x)
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return self.f_value(x) + self.g(x, theta)
 
+    def lipschitz(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """(batch,) bound on the Lipschitz constant of the in-basis gradient of g, or None (unknown:
+        solvers backtrack and the certificate uses step 1)."""
+        return None
+
+    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(batch, R, R) closed-form (generalised) Hessian of the smooth part of the in-basis program,
+        for families with `has_hessian`."""
+        raise NotImplementedError(f"{self.name} declares no closed-form Hessian")
+
+    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
+        """The in-basis program of an exact family for the instances theta (batch, P) (float64).
+        Default: smooth part g, non-smooth part f (a Prox in coefficient space), `lipschitz(theta)`,
+        the closed-form Hessian where declared. Families whose f is pointwise, or whose program is a
+        QP dual, override this."""
+        if not isinstance(self.f, (Prox, type(None))):
+            raise NotImplementedError(f"{self.name}: a pointwise f needs its own in_basis_program")
+        hessian = (lambda x: self.hessian(x, theta)) if self.has_hessian else None
+        nonsmooth = None if isinstance(self.f, Zero) else self.f
+        return CompositeProgram(lambda x: self.g(x, theta), nonsmooth, self.lipschitz(theta), hessian=hessian,
+                                newton=self.newton_polish)
+
     def program(self, theta: torch.Tensor) -> CompositeProgram | None:
-        """The in-basis program min_x f(E x) + g_theta(E x) of the instances theta (batch, P), split
-        into a smooth part and a part with an exact prox in coefficient space (see certificates.py);
-        None for supervised families, where certificates and polishing do not apply.
-
-        Default: for an exact family whose f o E is the indicator of a coordinate box, declared by
-        (R,) tensor attributes `lower` and `upper` (+-inf where unbounded), the box program with g as
-        the smooth part and `self.lipschitz(theta)` (batch,) as its step bound when the family has
-        one (else solvers backtrack). Other exact families override this method.
-        """
-        lower, upper = getattr(self, "lower", None), getattr(self, "upper", None)
-        if not (self.exact and isinstance(lower, torch.Tensor) and isinstance(upper, torch.Tensor)):
+        """The in-basis program min_x f(E x) + g_theta(E x) of the instances theta (batch, P), whose
+        subsets rebuild from theta (solvers drop finished instances); None for supervised families,
+        where certificates and polishing do not apply."""
+        if not self.exact:
             return None
-        lipschitz = self.lipschitz(theta) if callable(getattr(self, "lipschitz", None)) else None
-        return CompositeProgram(lambda x: self.g(x, theta), Box(lower, upper), lipschitz)
+        theta = theta.detach().double()
+        program = self.in_basis_program(theta)
+        program.select = lambda index: self.program(theta[index])
+        return program
 
-    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
-        """(batch,) prox-gradient residual ||x - prox_{t h}(x - t grad S(x))|| / t of the in-basis
-        program (`program(theta)`, step t = program.step) for exact families, else None."""
+    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> Certificate | None:
+        """The certificate (residual, gap, violation, objective; solvers/program.py) of answers x
+        (batch, R) for the instances theta (batch, P); None for supervised families."""
         program = self.program(theta)
-        return None if program is None else program.residual(x)
+        return None if program is None else program.certificate(x.detach().double())
 
     def finalise(self, x: torch.Tensor) -> torch.Tensor:
-        """A model's answer x (batch, R), promoted to float64, made ready for certificates: identity
-        by default; families whose f is an indicator re-project in float64, so that a float32
+        """A model's answer x (batch, R), promoted to float64, made ready for certificates: where f
+        is an indicator in coefficient space it is re-projected in float64, so that a float32
         projection's rounding (~1e-7) does not make the objective +inf."""
-        return x.double()
+        x = x.double()
+        if isinstance(self.f, Prox) and self.f.is_indicator:
+            return self.f(x, 1.0)
+        return x
 
-    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor | None:
-        """(batch,) constraint violation reported with each answer: the distance from x to dom h of
-        the in-basis program by default (families solved through a dual report the primal
-        violation instead); None for supervised families."""
-        program = self.program(theta)
-        return None if program is None else program.violation(x)
+    def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
+        """(n, P) -> (n, R) argmin of the in-basis program to certificate measure <= 1e-10 (float64).
+        Default: the kit's polish (active-set Newton / FISTA / KKT) from the prox of zero; raises
+        RuntimeError naming the worst measure when an instance misses the tolerance."""
+        from ..solvers.polish import polish
 
-    newton_polish: ClassVar[bool] = False  # polish by active-set Newton (else warm-started FISTA)
-
-    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
-        """A family-specific polish returning a `references.forward_backward.SolveResult` whose
-        `converged` means certified to tol, or None to use warm-started FISTA on `program(theta)`.
-        Default: active-set Newton (references/active_set_newton.py; with the family's closed-form
-        `gradient_and_hessian` where it has one) for families with `newton_polish` whose program's
-        non-smooth part it supports, else None."""
-        from ..references.active_set_newton import active_set_newton, newton_supported
-
-        program = self.program(theta[:1]) if self.newton_polish else None
-        if program is None or not newton_supported(program.nonsmooth):
-            return None
-        hessian = None
-        if callable(getattr(self, "gradient_and_hessian", None)):
-            hessian = lambda index, z: self.gradient_and_hessian(z, theta[index])[1]
-        return active_set_newton(lambda index: self.program(theta[index]), x, tol, max_iterations, hessian=hessian)
+        t = torch.as_tensor(np.asarray(theta, dtype=np.float64), device=self.basis_values.device)
+        program = self.program(t)
+        if program is None:
+            raise NotImplementedError(f"{self.name} is not an exact family; it has no in-basis optimum")
+        start = self.finalise(torch.zeros(len(t), self.rank, dtype=torch.float64, device=t.device))
+        result = polish(program, start, IN_BASIS_TOL, 100_000)
+        if not bool(result.converged.all()):
+            raise RuntimeError(f"{self.name}: in-basis optimum missed {IN_BASIS_TOL:g} on "
+                               f"{int((~result.converged).sum())} of {len(t)} instances "
+                               f"(worst measure {float(result.residual.max()):.2e})")
+        return result.x.cpu().numpy()
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         """Family-specific fields of one `solve` answer (e.g. hedging's price)."""
         return {}
+
+    def cvxpy_form(self) -> tuple[Any, Any, Any] | None:
+        """(problem, variable, set_parameters(theta_row)) of the in-basis program as a DPP CVXPY
+        problem, for cross-checks and benchmarks; None where the family has none."""
+        return None
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """(..., R) coefficients -> (..., P) values at the evaluation points."""
@@ -272,11 +366,16 @@ class Family(torch.nn.Module):
         return values @ self.projector.to(values.dtype).T
 
     # ----- references --------------------------------------------------------------------
-    reference_method: ClassVar[str] = ""
+    target_dtype: ClassVar[type] = np.float64  # storage of the targets (large path-wise sets: float32)
+    reference_method: ClassVar[str] = "in-basis optimum (the solver kit's polish to certificate <= 1e-10)"
 
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
-        """(n, P) -> (n, points) accurate answers, float64."""
-        raise NotImplementedError
+        """(n, P) -> (n, points) accurate answers, float64. Default for exact families: the decoded
+        in-basis optimum (certificate <= 1e-10), in chunks of 1024 instances."""
+        if not self.exact:
+            raise NotImplementedError(f"{self.name} declares no reference solver")
+        return self.solve_in_chunks(
+            theta, 1024, lambda rows: self.basis.decode(self.in_basis_optimum(rows)), progress)
 
     @staticmethod
     def solve_in_chunks(theta: np.ndarray, size: int, solve, progress=None) -> np.ndarray:
@@ -290,8 +389,9 @@ class Family(torch.nn.Module):
         return np.concatenate(chunks)
 
     def reference_error(self) -> float:
-        """Estimated max-norm error of `reference` (documented per family)."""
-        return float("nan")
+        """Estimated max-norm error of `reference` (documented per family; exact families default to
+        the in-basis optimum's tolerance)."""
+        return IN_BASIS_TOL if self.exact else float("nan")
 
     def error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-instance mean squared error over the points: (n, P), (n, P) -> (n,)."""

@@ -28,7 +28,7 @@ in-basis optimum by ~1e-5 and its MSE against the reference by < 1e-8.
 Choice of representation: f o E is C^1 with a Lipschitz gradient (phi' is piecewise linear), so
 the whole of F is the smooth part of the certificate's `CompositeProgram` and the nonsmooth part is
 zero (DESIGN.md section 1: "where f o E is smooth, the gradient norm serves"). The certificate is
-then ||grad F(x)||, zero exactly at the unique in-basis optimum; F is strongly convex with modulus
+then ||grad F(x)|| / L (the residual at step 1 / L), zero exactly at the unique in-basis optimum; F is strongly convex with modulus
 >= (1 - xi) lambda_min(G) + (nu/2) lambda_min(K) and grad F is Lipschitz with constant
 <= lambda_max(G) + (nu/2) lambda_max(K) (G = V'WV, the Gram matrix, = I to 1e-12).
 In coefficient space f o E is not separable, and its prox would need an inner solve; the pointwise
@@ -38,7 +38,8 @@ prox of f o E. `g(x, theta)` is the instance part (nu/4) x'Kx - b'x that the GEO
 
 References: `reference` = the accurate finite-difference solution of the equation on the line
 (references/elliptic_equation.py, self-convergence <= 1e-5): the dataset target.
-`in_basis_optimum` = argmin F by semismooth Newton with a line search (||grad F|| <= 1e-10).
+`in_basis_optimum` = argmin F by the kit's active-set Newton with the generalised Hessian
+(semismooth Newton with a line search; certificate <= 1e-10).
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ import numpy as np
 import torch
 
 from ..basis import hermite_basis, hermite_functions, trapezoid_weights
-from ..certificates import CompositeProgram
 from ..errors import InputError
 from ..prox import elliptic_potential
 from ..references import elliptic_equation
-from .base import Family, Parameter
+from ..solvers.program import CompositeProgram
+from .base import Family, Parameter, Pointwise
 
 XI = 0.5
 BASE_SPACING = elliptic_equation.BASE_SPACING
@@ -62,7 +63,8 @@ BASE_SPACING = elliptic_equation.BASE_SPACING
 class EllipticPDE(Family):
     name = "elliptic-pde"
     exact = True
-    newton_polish = True  # polish by active-set Newton (references/active_set_newton.py)
+    newton_polish = True  # polish by active-set Newton (solvers/newton.py)
+    has_hessian = True
     parameters = (
         Parameter("nu", low=1e-4, high=1.0, law="0.01 + 0.39 Beta(1, 2)",
                   description="diffusivity (as heat-pde; the reference is verified on [1e-4, 1])"),
@@ -91,12 +93,12 @@ class EllipticPDE(Family):
         self.gram_eigenvalues = np.linalg.eigvalsh(gram)
         self.stiffness_eigenvalues = np.linalg.eigvalsh(stiffness)
         self.register_buffer("grid", torch.as_tensor(grid), persistent=False)
-        self.register_buffer("grid_weights", torch.as_tensor(weights), persistent=False)
+        self.register_buffer("grid_weights_", torch.as_tensor(weights), persistent=False)
         self.register_buffer("grid_values", torch.as_tensor(values), persistent=False)
         self.register_buffer("grid_projector", torch.as_tensor(np.linalg.solve(gram, values.T * weights)),
                              persistent=False)
         self.register_buffer("stiffness", torch.as_tensor(stiffness), persistent=False)
-        self.potential = elliptic_potential(XI)
+        self.f = Pointwise(elliptic_potential(XI))
         hermite_nodes, hermite_weights = np.polynomial.hermite.hermgauss(rank + 4)
         self.register_buffer("hermite_nodes", torch.as_tensor(hermite_nodes), persistent=False)
         self.register_buffer("hermite_weights", torch.as_tensor(hermite_weights), persistent=False)
@@ -141,7 +143,7 @@ class EllipticPDE(Family):
         theta = theta.to(torch.float64)
         shifted = self.grid[None, :] - theta[:, 2:3]
         source = theta[:, 1:2] * shifted * torch.exp(-shifted**2)
-        return (source * self.grid_weights) @ self.grid_values
+        return (source * self.grid_weights_) @ self.grid_values
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """(nu/4) x'Kx - b(theta)'x. x: (batch, R) or (batch, M, R) -> (batch[, M])."""
@@ -156,28 +158,26 @@ class EllipticPDE(Family):
         """(..., R) -> (..., Q) values on the program grid."""
         return x @ self.grid_values.to(x.dtype).T
 
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        """P prox_f E at step 1: y/2 where y >= 0, y/(2 - xi) where y < 0, on the program grid."""
-        return self.potential(self.grid_decode(z)) @ self.grid_projector.to(z.dtype).T
+    def grid_project(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., Q) values on the program grid -> (..., R) coefficients (weighted L2 projection)."""
+        return values @ self.grid_projector.to(values.dtype).T
 
-    def f_value(self, x: torch.Tensor) -> torch.Tensor:
-        """sum_q w_q phi((V x)_q): (batch, R) -> (batch,)."""
-        y = self.grid_decode(x)
-        phi = 0.5 * y**2 - 0.5 * XI * torch.clamp(y, max=0.0) ** 2
-        return (phi * self.grid_weights.to(x.dtype)).sum(-1)
+    def grid_weights(self) -> torch.Tensor:
+        return self.grid_weights_
 
-    def program(self, theta: torch.Tensor) -> CompositeProgram:
-        """The in-basis program, all smooth: F = f o E + g o E, certificate ||grad F||."""
+    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
+        """The in-basis program, all smooth: F = f o E + g o E, certificate ||grad F|| / L, with its
+        generalised Hessian for active-set Newton."""
         nu = theta[:, 0].double()
         lipschitz = float(self.gram_eigenvalues[-1]) + 0.5 * nu * float(self.stiffness_eigenvalues[-1])
         modulus = (1 - XI) * float(self.gram_eigenvalues[0]) + 0.5 * nu * float(self.stiffness_eigenvalues[0])
-        return CompositeProgram(lambda x: self.f_value(x) + self.g(x, theta), None,
-                                lipschitz.to(theta.device), modulus.to(theta.device))
+        return CompositeProgram(lambda x: self.f_value(x) + self.g(x, theta), None, lipschitz.to(theta.device),
+                                modulus.to(theta.device), hessian=lambda x: self.hessian(x, theta), newton=True)
 
     def gradient_and_hessian(self, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """grad F (batch, R) and the generalised Hessian V'W diag(phi''(V x)) V + (nu/2) K (batch, R, R)."""
         v = self.grid_values.to(x.dtype)
-        w = self.grid_weights.to(x.dtype)
+        w = self.grid_weights_.to(x.dtype)
         k = self.stiffness.to(x.dtype)
         nu = theta[:, 0].to(x.dtype)[:, None]
         y = self.grid_decode(x)
@@ -186,33 +186,30 @@ class EllipticPDE(Family):
         hessian = torch.einsum("bq,qi,qj->bij", curvature, v, v) + 0.5 * nu[:, :, None] * k
         return gradient, hessian
 
-    def in_basis_optimum(self, theta: np.ndarray, tol: float = 1e-10, max_newton: int = 100) -> np.ndarray:
-        """(n, 3) -> (n, R) argmin F: semismooth Newton (finite for this piecewise quadratic F) with a
-        backtracking line search on F; raises if ||grad F|| > tol at the end."""
-        t = torch.as_tensor(np.asarray(theta, dtype=np.float64).reshape(-1, 3), dtype=torch.float64,
-                            device=self.grid.device)
-        x = torch.zeros(len(t), self.rank, dtype=torch.float64, device=t.device)
-        for _ in range(max_newton):
-            gradient, hessian = self.gradient_and_hessian(x, t)
-            if gradient.norm(dim=-1).max() <= tol:
-                break
-            direction = torch.linalg.solve(hessian, gradient[..., None])[..., 0]
-            current = self.f_value(x) + self.g(x, t)
-            slope = (gradient * direction).sum(-1)
-            stepsize = torch.ones(len(t), 1, dtype=x.dtype, device=x.device)
-            for _ in range(40):
-                trial = x - stepsize * direction
-                value = self.f_value(trial) + self.g(trial, t)
-                worse = value > current - 1e-4 * stepsize[:, 0] * slope + 1e-13 * current.abs()
-                if not worse.any():
-                    break
-                stepsize = torch.where(worse[:, None], stepsize / 2, stepsize)
-            x = x - stepsize * direction
-        else:
-            gradient, _ = self.gradient_and_hessian(x, t)
-        if gradient.norm(dim=-1).max() > tol:
-            raise RuntimeError(f"in-basis Newton stopped at ||grad F|| = {gradient.norm(dim=-1).max():.2e}")
-        return x.cpu().numpy()
+    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.gradient_and_hessian(x, theta)[1]
+
+    def cvxpy_form(self):
+        """sum_q w_q [pos(V x)_q^2 + (1 - xi) neg(V x)_q^2] / 2 + ||sqrt(nu/4) L x||^2 - b'x on the
+        program grid (V its basis values, w its weights, L'L = K the stiffness); sqrt(nu/4) L and b are
+        parameters, so that the problem is DPP."""
+        import cvxpy as cp
+
+        x = cp.Variable(self.rank)
+        values = np.sqrt(self.grid_weights().numpy())[:, None] * self.grid_values.numpy()
+        w, v = np.linalg.eigh(self.stiffness.numpy())
+        root = (v * np.sqrt(np.clip(w, 0, None))).T
+        scaled, load = cp.Parameter((self.rank, self.rank)), cp.Parameter(self.rank)
+        y = values @ x
+        objective = 0.5 * cp.sum_squares(cp.pos(y)) + 0.5 * (1 - XI) * cp.sum_squares(cp.neg(y)) \
+            + cp.sum_squares(scaled @ x) - load @ x
+        problem = cp.Problem(cp.Minimize(objective))
+
+        def set_parameters(theta_row: torch.Tensor) -> None:
+            scaled.value = np.sqrt(float(theta_row[0]) / 4) * root
+            load.value = self.load(theta_row[None], torch.float64)[0].numpy()
+
+        return problem, x, set_parameters
 
     # ----- references --------------------------------------------------------------------
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:

@@ -8,7 +8,7 @@ Two routes turn the problem into min f + g_theta:
     g = the objective evaluated in torch; coefficients are the variables themselves.
 (b) a strongly convex QP (quadratic objective, P positive definite, affine equalities and
     inequalities; any data may depend on parameters): the Lagrangian dual over z = (lambda, mu >= 0)
-    (references/quadratic_program.py). The GEO works on the dual, the primal answer is recovered in
+    (solvers/qp.py). The GEO works on the dual, the primal answer is recovered in
     closed form, the certificate is the duality gap and the violation the primal one; polishing
     solves the KKT system of the predicted active set first.
 Anything else is refused with one line naming the offending expression or constraint.

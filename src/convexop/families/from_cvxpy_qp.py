@@ -3,7 +3,7 @@
 The primal data P, q, A, b, G, h of each instance are read off the CVXPY expressions in torch
 (`QPExtractor`): q and the constant terms by evaluating at y = 0, the matrices from the unit
 vectors (exact, since the objective is quadratic and the constraints affine). The family's
-coordinates are the dual z = (lambda, mu) (references/quadratic_program.py): g = the negated dual
+coordinates are the dual z = (lambda, mu) (solvers/qp.py): g = the negated dual
 function, f = the indicator of mu >= 0, the reported objective is the primal objective of the
 recovered primal answer, the certificate its relative duality gap, the violation the primal one,
 and polishing is the active-set KKT polish.
@@ -11,7 +11,6 @@ and polishing is the active-set KKT polish.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,7 @@ import torch
 
 from ..errors import InputError
 from ..prox import NonNegative, SeparableSum, Zero
-from ..references.forward_backward import SolveResult
-from ..references.quadratic_program import QPData, QPDual, solve_qp
+from ..solvers.qp import QPData, QPDual, QPDualProgram, solve_qp
 from .cvxpy_expressions import describe, evaluate
 from .from_cvxpy import SUPPORTED, _check_problem, _parameter_specs
 from .user import UserFamily, _as_sampler
@@ -203,7 +201,7 @@ class CvxpyQPFamily(UserFamily):
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The negated dual function at z = scale * x (batched over queries), less its constant
-        1/2 q'P^-1 q so that float32 queries keep the digits that vary; `objective` is primal."""
+        1/2 q'P^-1 q so that float32 queries keep the digits that vary; `objective` adds it back."""
         return self.qp(theta)[0].smooth(self.scale * x, constant=False)
 
     def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -232,18 +230,18 @@ class CvxpyQPFamily(UserFamily):
         return self.qp(theta)[0].recover(self.multipliers(x), self.interior(theta))[0]
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """f + g with g's constant: minus the dual value (the primal objective of the recovered answer,
+        in the user's sign, is the certificate's `objective`)."""
+        return self.f_value(x) + self.qp(theta)[0].smooth(self.scale * x)
+
+    def in_basis_program(self, theta: torch.Tensor) -> QPDualProgram:
+        """The dual program in coefficients x = z / scale; certificate: relative duality gap and primal
+        violation of the recovered answer; objective: the user's (sign, constant)."""
         dual, constant = self.qp(theta)
-        return self.sign * (dual.primal_objective(self.primal(x, theta)) + constant)
-
-    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(self.multipliers(x), self.interior(theta))[0]
-
-    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.qp(theta)[0].certificate(self.multipliers(x), self.interior(theta))[1]
-
-    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int) -> SolveResult:
-        result = self.qp(theta)[0].polish(self.multipliers(x), tol, max_iterations, self.interior(theta))
-        return dataclasses.replace(result, x=result.x / self.scale)
+        eye = torch.eye(self.rank, dtype=torch.float64)
+        return dual.program(self.interior(theta), self.scale * eye, eye / self.scale,
+                            self.scale ** 2 * dual.factors["lipschitz"].expand(len(theta)),
+                            objective=lambda value: self.sign * (value + constant))
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         if x is None:
@@ -255,9 +253,9 @@ class CvxpyQPFamily(UserFamily):
             start += size
         return {"variables": out}
 
-    def in_basis_optimum(self, theta: np.ndarray, tol: float = 1e-9, max_iterations: int = 0) -> np.ndarray:
+    def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
         dual, _ = self.qp(torch.as_tensor(theta, dtype=torch.float64))
-        return solve_qp(dual.data, tol)[1].numpy() / self.scale
+        return solve_qp(dual.data, 1e-9)[1].numpy() / self.scale
 
 
 class HessianBound:

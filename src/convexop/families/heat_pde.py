@@ -17,7 +17,8 @@ import torch
 
 from ..basis import hermite_basis
 from ..errors import InputError
-from .base import Family, Parameter
+from ..prox import negative_part_penalty
+from .base import Family, Parameter, Pointwise
 
 XI = 0.5
 
@@ -46,8 +47,7 @@ class HeatPDE(Family):
         derivative = basis.derivative
         stiffness = derivative.T @ (basis.weights[:, None] * derivative)
         self.register_buffer("stiffness", torch.as_tensor(stiffness), persistent=False)
-        self.register_buffer("weights", torch.as_tensor(basis.weights), persistent=False)
-        self.penalty = XI / (2.0 - XI)
+        self.f = Pointwise(negative_part_penalty(XI))  # its prox at step 1: y - (xi/2) min(y, 0)
 
     def sample(self, n: int, rng: np.random.Generator, law: str = "train") -> np.ndarray:
         if law != "train":
@@ -60,15 +60,6 @@ class HeatPDE(Family):
         if x.dim() == 2:
             return 0.5 * nu * torch.einsum("bi,ij,bj->b", x, k, x)
         return 0.5 * nu[:, None] * torch.einsum("bmi,ij,bmj->bm", x, k, x)
-
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        values = self.decode(z)
-        values = values - (XI / 2) * torch.clamp(values, max=0.0)
-        return self.project(values)
-
-    def f_value(self, x: torch.Tensor) -> torch.Tensor:
-        negative = torch.clamp(self.decode(x), max=0.0)
-        return 0.5 * self.penalty * (negative**2 * self.weights.to(x.dtype)).sum(-1)
 
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
         from ..references import heat_equation

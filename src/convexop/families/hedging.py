@@ -44,7 +44,9 @@ import torch
 
 from ..basis import Basis, path_polynomial_basis
 from ..errors import InputError
+from ..prox import Box
 from ..references import heston
+from ..solvers.program import CompositeProgram
 from .base import Family, Parameter
 
 PAYOFFS = ("call", "put", "gap_call", "gap_put")
@@ -76,6 +78,8 @@ class Hedging(Family):
                       "(ood: gap_call U(10, 11), gap_put U(9, 10))",
                   description="required for gap payoffs; for call / put omit it or give the strike"),
     )
+    newton_polish = True  # a box-constrained quadratic: one active-set Newton round from a good start
+    has_hessian = True
     target_dtype = np.float32  # 500 instances x 50,001 values
     reference_method = ("in-basis optimum of the quadratic program on the fixed sample "
                         "(least squares with x_0 clipped to [0, 10], float64)")
@@ -121,8 +125,9 @@ class Hedging(Family):
         self.register_buffer("wealth", torch.as_tensor(self.wealth_matrix), persistent=False)
         self.register_buffer("terminal", torch.as_tensor(spot[:, -1]), persistent=False)
         self.register_buffer("weights", torch.as_tensor(weights), persistent=False)
-        self.lipschitz = 2.0 * float(np.linalg.eigvalsh(hessian_half)[-1])
-        self.step_hint = 1.0 / self.lipschitz  # for GEO init "forward-backward"
+        self.lipschitz_bound = 2.0 * float(np.linalg.eigvalsh(hessian_half)[-1])
+        self.step_hint = 1.0 / self.lipschitz_bound  # for GEO init "forward-backward"
+        self.f = Box([0.0] + [-math.inf] * (rank - 1), [CAPITAL_BOUND] + [math.inf] * (rank - 1))
 
     # ----- instances ---------------------------------------------------------------------
     def validate_instance(self, instance: dict[str, Any], where: str) -> np.ndarray:
@@ -172,21 +177,25 @@ class Hedging(Family):
         d = x - x_u
         return torch.einsum("...i,ij,...j->...", d, self.quadratic.to(x.dtype), d) + residual
 
-    def gradient(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """grad g = 2 Q (x - x_u): (batch, R)."""
-        x_u, _ = self.unconstrained(theta.to(x.dtype))
-        return 2.0 * (x - x_u) @ self.quadratic.to(x.dtype)
+    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
+        """g with x_u and e computed once per instance, the box on x_0, 2 lambda_max(Q) and H = 2Q."""
+        unconstrained, residual = self.unconstrained(theta)
+        quadratic = self.quadratic.to(theta.dtype)
 
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.clamp(z[..., :1], 0.0, CAPITAL_BOUND), z[..., 1:]], dim=-1)
+        def smooth(x: torch.Tensor) -> torch.Tensor:
+            d = x - (unconstrained if x.dim() == 2 else unconstrained[:, None, :])
+            return ((d @ quadratic) * d).sum(-1) + (residual if x.dim() == 2 else residual[:, None])
 
-    def f_value(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
-        inside = (x[..., 0] >= -tol) & (x[..., 0] <= CAPITAL_BOUND + tol)
-        return torch.where(inside, torch.zeros_like(x[..., 0]), torch.full_like(x[..., 0], math.inf))
+        return CompositeProgram(smooth, self.f, self.lipschitz(theta), hessian=lambda x: self.hessian(x, theta),
+                                newton=True)
 
-    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """|| x - prox(x - grad g(x) / L) ||, L = 2 lambda_max(Q): (batch,), zero exactly at the optimum."""
-        return (x - self.activation(x - self.gradient(x, theta) / self.lipschitz)).norm(dim=-1)
+    def lipschitz(self, theta: torch.Tensor) -> torch.Tensor:
+        """(batch,) 2 lambda_max(Q), the same for every instance."""
+        return torch.full((len(theta),), self.lipschitz_bound, dtype=torch.float64, device=theta.device)
+
+    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(batch, R, R) 2 Q."""
+        return (2.0 * self.quadratic.to(x.dtype)).expand(len(x), -1, -1)
 
     def price(self, x: torch.Tensor) -> torch.Tensor:
         """S0 x_0: (..., R) -> (...)."""
@@ -194,6 +203,24 @@ class Hedging(Family):
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         return {"price": None if x is None else float(self.price(x)[0])}
+
+    def cvxpy_form(self):
+        """The in-basis QP in the compact form of `in_basis_program`: ||Q^(1/2) (x - x_u)||^2 with
+        x_u = A^+ H a parameter, 0 <= x_0 <= CAPITAL_BOUND (the path least squares reduced through the
+        pseudo-inverse; the constant residual e is left out)."""
+        import cvxpy as cp
+
+        x = cp.Variable(self.rank)
+        w, v = np.linalg.eigh(self.quadratic.numpy())
+        root = (v * np.sqrt(np.clip(w, 0, None))).T
+        unconstrained = cp.Parameter(self.rank)
+        problem = cp.Problem(cp.Minimize(cp.sum_squares(root @ x - root @ unconstrained)),
+                             [x[0] >= 0, x[0] <= CAPITAL_BOUND])
+
+        def set_parameters(theta_row: torch.Tensor) -> None:
+            unconstrained.value = self.unconstrained(theta_row[None])[0][0].numpy()
+
+        return problem, x, set_parameters
 
     def error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Squared R + L2(dt x dP_N) distance: (price error)^2 + T mean_points (strategy error)^2."""

@@ -18,29 +18,29 @@ reduced Hessian in mu, D its diagonal scaling to unit largest eigenvalue); "scal
 Both give the program a unit Lipschitz constant: the raw dual has curvature L = lambda_max(M) ~ 5.8e3
 (condition ~1.7e7), on which every GEO initialisation blows up within two layers; E keeps mu >= 0 as
 "c_mu >= 0", so the activation stays a clamp. g(c, x) = QPDual.smooth(E c) less its constant (see g);
-f = indicator of mu >= 0; `objective` = f + g = minus the dual value. Each answer's primal y comes from
+f = indicator of mu >= 0; f + g = minus the dual value. Each answer's primal y comes from
 the closed-form recovery (lambda re-solved for mu, then a ratio-test step towards A^+ x: A y = x and
 G y <= h hold to rounding), and the certificate is the pair (relative duality gap, violation) of
-`QPDual.certificate`: `residual` = |f(y) - d(z~)| / max(1, |f(y)|) bounds the relative suboptimality
-of y; `violation` is the primal (and dual) infeasibility. The training error (`error`) is the mean
+`QPDual.certificate`: `gap` = |f(y) - d(z~)| / max(1, |f(y)|) bounds the relative suboptimality
+of y; `violation` is the primal (and dual) infeasibility; `objective` is f(y), the primal objective. The training error (`error`) is the mean
 square change of that primal recovery, W (mu - mu*), plus the mean square error of lambda: the
 primal is what is scored, and mu errors reach it amplified by up to ~1/min Q_ii.
-`--polish` uses the active-set KKT polish (`QPDual.polish`, first guess mu_i > 0.01 (h - G y_eq)_i);
-`last_polish` keeps its statistics (first-guess acceptances, KKT solves, FISTA steps).
+`--polish` uses the active-set KKT polish (`QPDual.polish`, first guess mu_i > 0.01 (h - G y_eq)_i).
 Reference: batched interior point + KKT polish (`solve_qp`), gap and violation <= 1e-9.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..basis import Basis
-from ..certificates import CompositeProgram
 from ..errors import InputError
-from ..references.quadratic_program import QPData, QPDual, solve_qp
+from ..prox import Box
+from ..solvers.qp import QPData, QPDual, QPDualProgram, solve_qp
 from .base import Family, Parameter
 
 VARIABLES, EQUALITIES, INEQUALITIES, DC3_INSTANCES = 100, 50, 50, 10_000
@@ -119,8 +119,8 @@ class QPDC3(Family):
         for key in FACTOR_KEYS:
             self.register_buffer(f"factor_{key}", factors[key], persistent=False)
         self.register_buffer("primal_weights", torch.as_tensor(weights), persistent=False)
-        self.lipschitz = float(np.linalg.eigvalsh(matrix.T @ factors["M"][0].numpy() @ matrix)[-1])
-        self.last_polish: dict[str, Any] = {}
+        self.lipschitz_bound = float(np.linalg.eigvalsh(matrix.T @ factors["M"][0].numpy() @ matrix)[-1])
+        self.f = Box([-math.inf] * EQUALITIES + [0.0] * INEQUALITIES, [math.inf] * rank)
 
     # ----- the QP of each instance --------------------------------------------------------
     def _data(self, theta: torch.Tensor) -> QPData:
@@ -169,39 +169,19 @@ class QPDC3(Family):
         return quadratic_queries(self.dual(theta), x @ basis.T, offsets @ basis.T)
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """f + g with the constant: minus the dual value d(s x)."""
+        """f + g with g's constant: minus the dual value d(E x) (the primal objective of the recovered
+        answer is the certificate's `objective`)."""
         return self.f_value(x) + self.dual(theta).smooth(x @ self.basis_values.to(x.dtype).T)
 
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([z[..., :EQUALITIES], z[..., EQUALITIES:].clamp_min(0)], dim=-1)
+    def lipschitz(self, theta: torch.Tensor) -> torch.Tensor:
+        """(batch,) lambda_max(E'ME), 1 by the choice of coordinates."""
+        return torch.full((len(theta),), self.lipschitz_bound, dtype=torch.float64, device=theta.device)
 
-    def f_value(self, x: torch.Tensor) -> torch.Tensor:
-        ok = (x[..., EQUALITIES:] >= 0).all(dim=-1)
-        return torch.where(ok, torch.zeros_like(x[..., 0]), torch.full_like(x[..., 0], float("inf")))
-
-    def program(self, theta: torch.Tensor) -> CompositeProgram:
-        """The dual program in coefficients (Lipschitz constant 1 by the choice of coordinates)."""
-        program = self.dual(theta.to(torch.float64)).program()
-        lipschitz = torch.full_like(program.lipschitz, self.lipschitz)
-        return CompositeProgram(lambda x: program.smooth(self.multipliers(x)), program.nonsmooth, lipschitz)
-
-    def certificate(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        theta = theta.to(torch.float64)
-        return self.dual(theta).certificate(self.multipliers(x), self.interior(theta))[0]
-
-    def violation(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        theta = theta.to(torch.float64)
-        return self.dual(theta).certificate(self.multipliers(x), self.interior(theta))[1]
-
-    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
-        theta = theta.to(torch.float64)
-        result = self.dual(theta).polish(self.multipliers(x), tol, max_iterations, interior=self.interior(theta),
-                                         slack_weight=SLACK_WEIGHT)
-        result.x = self.project(result.x)
-        self.last_polish = {"instances": len(x), "first_guess_accepted": int(result.first_guess.sum()),
-                            "kkt_solves": int(result.kkt_solves.sum()), "fista_steps": int(result.fista_steps.sum()),
-                            "converged": int(result.converged.sum())}
-        return result
+    def in_basis_program(self, theta: torch.Tensor) -> QPDualProgram:
+        """The dual program in coefficients (z = E x); certificate: relative duality gap and primal
+        violation of the recovered answer (feasible: interior A^+ x); polished by the KKT polish."""
+        return self.dual(theta).program(self.interior(theta), self.basis_values.double(), self.projector.double(),
+                                        self.lipschitz(theta), slack_weight=SLACK_WEIGHT)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         if x is None:

@@ -4,7 +4,7 @@ g(x) = 1/2 x'Ax + b'x + c + log(sum_i exp(beta_i x_i) + kappa),  f = indicator o
 Training law (the authors'): A = G'G with G_ij ~ N(0,1), b ~ N(0, I), c ~ N(0,1), beta = 0,
 kappa = 1. The paper's out-of-distribution law ("ood"): A = 0, b = 0, c = 0, kappa ~ Exp(1) and
 beta_i = -Exp(1) for the first half (minimiser (1, 1)), +Exp(1) for the second (minimiser (-1,-1)).
-Reference: the true box minimiser (FISTA + active-set Newton to 1e-10), not the authors'
+Reference: the true box minimiser (the in-basis optimum: active-set Newton to 1e-10), not the authors'
 clip(-A^-1 b, -1, 1), which differs whenever A is not diagonal and the box is active.
 """
 
@@ -15,14 +15,14 @@ import torch
 
 from ..basis import Basis
 from ..errors import InputError
-from ..references.box_newton import minimise_over_box
+from ..prox import Box
 from .base import Family, Parameter
 
 
 class ToyBox(Family):
     name = "toy-box"
     exact = True
-    newton_polish = True  # polish by active-set Newton (references/active_set_newton.py)
+    newton_polish = True  # polish by active-set Newton (solvers/newton.py)
     laws = ("train", "ood")
     parameters = (
         Parameter("A", shape=(2, 2), law="G'G, G_ij ~ N(0,1)", description="symmetric PSD matrix"),
@@ -31,13 +31,12 @@ class ToyBox(Family):
         Parameter("beta", shape=(2,), law="0 (ood: -+Exp(1))"),
         Parameter("kappa", low=0.0, low_open=True, law="1 (ood: Exp(1))"),
     )
-    reference_method = "box minimiser: FISTA with restart + active-set Newton, residual <= 1e-10"
+    reference_method = "box minimiser: active-set Newton (then FISTA), prox-gradient residual <= 1e-10"
 
     def __init__(self) -> None:
         basis = Basis(["x_1", "x_2"], np.eye(2), np.ones(2), np.arange(2.0))
         super().__init__(basis)
-        self.register_buffer("lower", torch.full((2,), -1.0, dtype=torch.float64), persistent=False)
-        self.register_buffer("upper", torch.full((2,), 1.0, dtype=torch.float64), persistent=False)
+        self.f = Box(-1.0, 1.0)
 
     def validate_instance(self, instance, where):
         theta = super().validate_instance(instance, where)
@@ -71,24 +70,30 @@ class ToyBox(Family):
         value = quadratic + linear + torch.logsumexp(exponents, dim=-1)
         return value[:, 0] if squeeze else value
 
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(z, -1.0, 1.0)
-
-    def f_value(self, x: torch.Tensor) -> torch.Tensor:
-        inside = (x.abs() <= 1.0 + 1e-9).all(dim=-1)
-        return torch.where(inside, torch.zeros_like(x[..., 0]), torch.full_like(x[..., 0], float("inf")))
-
     def lipschitz(self, theta: torch.Tensor) -> torch.Tensor:
         """(batch,) bound on the Lipschitz constant of grad g: lambda_max(A) + max beta_i^2."""
         p = self.split_theta(theta)
         return torch.linalg.eigvalsh(p["A"])[:, -1].clamp_min(0) + (p["beta"] ** 2).max(dim=1).values + 1e-12
 
-    def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
-        """(n, 2) exact box minimisers."""
-        t = torch.as_tensor(theta, dtype=torch.float64)
-        x, _ = minimise_over_box(lambda x: self.g(x, t), self.lower, self.upper,
-                                 torch.zeros(len(t), 2, dtype=torch.float64), self.lipschitz(t))
-        return x.numpy()
+    def cvxpy_form(self):
+        """1/2 ||G x||^2 + b'x + log(exp(beta_1 x_1) + exp(beta_2 x_2) + kappa), |x_i| <= 1, with
+        G'G = A (the symmetric part, clipped to PSD) a parameter, so that the problem is DPP."""
+        import cvxpy as cp
+
+        x = cp.Variable(self.rank)
+        g, b, beta, log_kappa = cp.Parameter((2, 2)), cp.Parameter(2), cp.Parameter(2), cp.Parameter(1)
+        objective = 0.5 * cp.sum_squares(g @ x) + b @ x + cp.log_sum_exp(cp.hstack([cp.multiply(beta, x), log_kappa]))
+        problem = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
+
+        def set_parameters(theta_row: torch.Tensor) -> None:
+            p = self.split_theta(theta_row[None])
+            a = p["A"][0].numpy()
+            w, v = np.linalg.eigh((a + a.T) / 2)
+            g.value = (v * np.sqrt(np.clip(w, 0, None))).T
+            b.value, beta.value = p["b"][0].numpy(), p["beta"][0].numpy()
+            log_kappa.value = np.log(p["kappa"][0].numpy()).reshape(1)
+
+        return problem, x, set_parameters
 
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
         optimum = self.in_basis_optimum(theta)

@@ -4,8 +4,9 @@
 g(x, theta) (x: (batch, n); theta: name -> (batch, *shape) tensors; returns (batch,)), a fixed f
 from the prox library (None for f = 0; `SeparableSum` for blocks) and a sampler of theta into a
 `UserFamily`: an exact family like the built-in ones (identity basis over the n coordinates, so the
-GEO's activation is prox_f itself), whose reference is the in-basis optimum computed by our batched
-FISTA (adaptive restart; backtracking unless a Lipschitz bound is given) to certificate <= 1e-8,
+GEO's activation is prox_f itself), whose reference is the in-basis optimum computed by the solver
+kit (active-set Newton where f allows, else batched FISTA with restart and, unless a Lipschitz bound
+is given, backtracking) to certificate <= 1e-8,
 unless the user passes a reference solver. `convexop.from_cvxpy` (families/from_cvxpy.py) builds
 the same kind of object from a CVXPY problem.
 
@@ -24,11 +25,9 @@ import numpy as np
 import torch
 
 from ..basis import Basis
-from ..certificates import CompositeProgram
 from ..errors import InputError
 from ..prox import Prox, Zero
-from ..references.active_set_newton import active_set_newton, newton_supported
-from ..references.forward_backward import fista
+from ..solvers.polish import polish
 from .base import Family, Parameter
 
 __all__ = ["UserFamily", "from_torch", "variable_layout"]
@@ -63,7 +62,7 @@ class UserFamily(Family):
     """An exact family defined by user code (see the module docstring)."""
 
     exact = True
-    user_defined = True
+    newton_polish = True  # active-set Newton where f is a sum of zero, box, L1 and simplex pieces
 
     def __init__(self, name: str, layout: list[tuple[str, tuple[int, ...]]], parameters: tuple[Parameter, ...],
                  g: Callable, f: Prox | None, sampler: Callable[[int, np.random.Generator], dict],
@@ -77,13 +76,12 @@ class UserFamily(Family):
         self.name = name
         self.layout = layout
         self.parameters = tuple(parameters)
-        self.prox = f if f is not None else Zero()
-        if not isinstance(self.prox, Prox):
+        self.f = f if f is not None else Zero()
+        if not isinstance(self.f, Prox):
             raise TypeError(f"f must be a convexop.prox.Prox or None, got {type(f).__name__}")
         self._g, self._sampler, self._lipschitz, self._reference = g, sampler, lipschitz, reference
         self._training = dict(training or {})
         self.description = description
-        self.source: dict[str, str] = {}  # {"file_sha256": ...} when loaded from a family file
         self.step_hint = self._typical_step()  # the activation's prox step and GEO init's gradient step
         self.reference_method = ("user-supplied reference solver" if reference is not None else
                                  f"in-basis optimum by batched FISTA (restart, backtracking) to residual <= {REFERENCE_TOL:g}")
@@ -96,9 +94,6 @@ class UserFamily(Family):
         return float(1.0 / self.lipschitz(theta).median())
 
     # ----- identity -----------------------------------------------------------------------
-    def family_config(self) -> dict[str, Any]:
-        return dict(self.source)
-
     def default_training(self) -> dict[str, Any]:  # an instance method here: settings are per family
         rank = self.rank
         model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward"} if rank <= 32 else
@@ -147,29 +142,8 @@ class UserFamily(Family):
         value = self._g(x, self.split_theta(theta.to(x.dtype)))
         return value if squeeze else value.reshape(batch, width)
 
-    def activation(self, z: torch.Tensor) -> torch.Tensor:
-        return self.prox(z, self.step_hint)
-
-    def finalise(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double()
-        return self.prox(x, 1.0) if self.prox.is_indicator else x
-
-    def f_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prox.value(x)
-
     def lipschitz(self, theta: torch.Tensor) -> torch.Tensor | None:
         return None if self._lipschitz is None else torch.as_tensor(self._lipschitz(self.split_theta(theta))).to(theta)
-
-    def program(self, theta: torch.Tensor) -> CompositeProgram:
-        nonsmooth = None if isinstance(self.prox, Zero) else self.prox
-        return CompositeProgram(lambda x: self.g(x, theta), nonsmooth, self.lipschitz(theta))
-
-    def polish_answers(self, x: torch.Tensor, theta: torch.Tensor, tol: float, max_iterations: int):
-        """Active-set Newton rounds then FISTA (references/active_set_newton.py) where f is a sum
-        of zero, box, L1 and simplex pieces; otherwise None (plain warm-started FISTA)."""
-        if not newton_supported(self.prox):
-            return None
-        return active_set_newton(lambda index: self.program(theta[index]), x, tol, max_iterations)
 
     def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
         if x is None:
@@ -177,16 +151,17 @@ class UserFamily(Family):
         return {"variables": {k: v[0].tolist() for k, v in self.split_variables(x.double()).items()}}
 
     # ----- references ---------------------------------------------------------------------
-    def in_basis_optimum(self, theta: np.ndarray, tol: float = REFERENCE_TOL,
-                         max_iterations: int = REFERENCE_ITERATIONS) -> np.ndarray:
-        """(n, R) optimum by batched FISTA from zero; raises when an instance misses tol."""
+    def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
+        """(n, R) optimum by the kit's polish (active-set Newton where f allows, else FISTA) from the
+        prox of zero, to certificate <= REFERENCE_TOL; raises InputError when an instance misses it."""
+        tol, max_iterations = REFERENCE_TOL, REFERENCE_ITERATIONS
         t = torch.as_tensor(theta, dtype=torch.float64)
-        start = self.prox(torch.zeros(len(t), self.rank, dtype=torch.float64), 1.0)
-        result = fista(lambda index: self.program(t[index]), start, tol, max_iterations)
+        start = self.finalise(torch.zeros(len(t), self.rank, dtype=torch.float64))
+        result = polish(self.program(t), start, tol, max_iterations)
         if not bool(result.converged.all()):
             worst = float(result.residual.max())
             raise InputError("reference", None, "",
-                             f"batched FISTA left {int((~result.converged).sum())} of {len(t)} instances of {self.name} "
+                             f"the reference solve (active-set Newton / FISTA) left {int((~result.converged).sum())} of {len(t)} instances of {self.name} "
                              f"at residual up to {worst:.2e} > {tol:g} after {max_iterations} iterations; "
                              "give a Lipschitz bound or a reference solver")
         return result.x.numpy()

@@ -59,8 +59,9 @@ from torch.autograd.function import once_differentiable
 
 from ..basis import Basis, time_brownian_basis
 from ..errors import InputError
+from ..prox import NonNegative
 from ..references import merton
-from .base import Family, Parameter
+from .base import Family, Parameter, Pointwise
 
 MARKET = merton.Market()
 DEGREE = 3
@@ -176,6 +177,9 @@ class UtilityMax(Family):
         super().__init__(basis, n_paths=n_paths, n_times=n_times, sample_seed=sample_seed, gram=gram,
                          fused=fused)
         self.fused = fused
+        # f = indicator{pi >= 0} pointwise; `activation` and `f_value` below compute its P prox_f E
+        # (with the chosen Gram) and value fused, for speed
+        self.f = Pointwise(NonNegative())
         self.times, self.brownian, self.increments = times, brownian, increments
         self.gram_exact = exact_gram(MARKET.horizon)
         active = self.gram_exact if gram == "exact" else basis.gram

@@ -48,7 +48,7 @@ class DeepONet(OperatorModel, name="deeponet"):
         mean, std = input_statistics(family, per_feature=True)
         self.register_buffer("input_mean", torch.as_tensor(mean))
         self.register_buffer("input_std", torch.as_tensor(std))
-        self.register_buffer("output_scale", torch.tensor(float(getattr(family, "target_scale", 1.0))))
+        self.register_buffer("output_scale", torch.tensor(float(family.target_scale)))
         self.branch = Perceptron(family.theta_size, width, p, depth, activation, scaling, init_std)
         self.trunk = Perceptron(features.shape[1], width, p, depth, activation, scaling, init_std,
                                 activate_last=True)

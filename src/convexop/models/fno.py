@@ -131,7 +131,7 @@ def grid_coordinates(axes: list[np.ndarray], layout: list[tuple[float, float, bo
 
 def grid_view(family: Family):
     """(axes, layout, make_input, channels, function_input) of a family for the FNO."""
-    axes = getattr(family, "grid_axes", None)
+    axes = family.grid_axes
     if axes is not None:
         return list(axes), coordinate_layout(family), family.grid_input, 1, True
     points = np.asarray(family.points, dtype=np.float64)
@@ -164,7 +164,7 @@ class FNO(OperatorModel, name="fno"):
         mean, std = input_statistics(family, per_feature=not function_input)
         self.register_buffer("input_mean", torch.as_tensor(mean))
         self.register_buffer("input_std", torch.as_tensor(std))
-        self.register_buffer("output_scale", torch.tensor(float(getattr(family, "target_scale", 1.0))))
+        self.register_buffer("output_scale", torch.tensor(float(family.target_scale)))
         self.activation = ACTIVATIONS[activation]
         self.lift = Dense(channels + coordinates.shape[-1], width, scaling, init_std)
         self.spectral = torch.nn.ModuleList(SpectralConvolution(width, modes, self.dims, scaling, init_std)

@@ -20,9 +20,9 @@ import math
 
 import torch
 
-from ..equilibrium import BACKWARDS, SOLVERS, SolveStats, equilibrium_output
 from ..errors import InputError
 from ..families import Family
+from ..solvers.fixed_point import BACKWARDS, SOLVERS, SolveStats, equilibrium_output
 from .base import OperatorModel
 
 INITIALISATIONS = ("authors", "scaled", "forward-backward")
@@ -38,6 +38,8 @@ class GEO(OperatorModel, name="geo"):
     (each layer starts as relaxed forward-backward splitting with a central-difference gradient:
     A = I, c = +-h e_j, B = -+step/(2h), read-out I).
     """
+
+    has_coefficients = True
 
     def __init__(self, family: Family, depth: int = 10, width: int = 20, gamma: float = 0.5,
                  init: str = "authors", init_std: float = 0.01, start_std: float = 0.01,
@@ -79,7 +81,7 @@ class GEO(OperatorModel, name="geo"):
         self.draws = 1
         self.last_stats: SolveStats | None = None
         self.auxiliary_loss: torch.Tensor | None = None
-        self._initialise(init, init_std, step if step is not None else getattr(family, "step_hint", 1.0))
+        self._initialise(init, init_std, step if step is not None else family.step_hint)
 
     @torch.no_grad()
     def _initialise(self, init: str, std: float, step: float) -> None:

@@ -103,7 +103,7 @@ def coordinate_features(axis_values: np.ndarray, periodic: bool, low: float, hig
 def coordinate_layout(family: Any) -> list[tuple[float, float, bool]]:
     """(low, high, periodic) per coordinate of the family's points. Grid families (with
     `grid_axes`) give the period of a periodic axis as n * spacing; other families the min and max."""
-    axes = getattr(family, "grid_axes", None)
+    axes = family.grid_axes
     if axes is not None:
         layout = []
         for axis, periodic in zip(axes, family.grid_periodic):

@@ -19,7 +19,7 @@ class MLP(OperatorModel, name="mlp"):
         mean, std = input_statistics(family, per_feature=True)
         self.register_buffer("input_mean", torch.as_tensor(mean))
         self.register_buffer("input_std", torch.as_tensor(std))
-        self.register_buffer("output_scale", torch.tensor(float(getattr(family, "target_scale", 1.0))))
+        self.register_buffer("output_scale", torch.tensor(float(family.target_scale)))
         self.network = Perceptron(family.theta_size, width, len(family.points), depth, activation, scaling, init_std)
 
     def values(self, theta: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from ..models.base import OperatorModel, build_model  # noqa: F401  (registratio
 SCHEDULES = ("constant", "cosine", "step")
 LOSSES = ("mse", "relative")
 MAX_SEED = 2**32 - 1  # numpy's legacy seed range, used by the trainer
+MAX_STEPS = 10_000_000  # an upper bound on training steps (checkpoints are checked against it too)
 
 
 @dataclass
@@ -42,7 +43,7 @@ class TrainingConfig:
     max_rollbacks: int = 3
 
     def validate(self) -> None:
-        _need(self.steps >= 1, "steps", self.steps, "integers >= 1")
+        _need(1 <= self.steps <= MAX_STEPS, "steps", self.steps, f"integers in [1, {MAX_STEPS}]")
         _need(self.batch_size >= 1, "batch_size", self.batch_size, "integers >= 1")
         _need(0 < self.lr < 10 and math.isfinite(self.lr), "lr", self.lr, "(0, 10)")
         _need(self.grad_clip >= 0, "grad_clip", self.grad_clip, "[0, inf) (0 switches clipping off)")
@@ -111,8 +112,16 @@ def parse_value(key: str, text: str, like: Any) -> Any:
         raise InputError(key, text, kind) from None
 
 
+# A weight-tied GEO layer iterated to its fixed point trains stably with these (README, "Equilibrium
+# mode"): a contractive A, the phantom gradient, a short high-lr schedule, clipped gradients.
+EQUILIBRIUM_DEFAULTS = {"model": {"depth": 30, "width": 16, "init": "scaled", "contraction": 0.9,
+                                  "backward": "phantom"},
+                        "training": {"steps": 2000, "lr": 3e-3, "grad_clip": 1.0}}
+
+
 def resolve_config(family_cls: type[Family] | Family, model: str, overrides: dict[str, str]) -> RunConfig:
-    """Family defaults, then the family's default training settings, then `--set` overrides.
+    """Family defaults, then the family's default training settings, then (for a GEO in equilibrium
+    mode) EQUILIBRIUM_DEFAULTS, then `--set` overrides.
     `family_cls` is a registered family class, or a family object built by user code (from_torch,
     from_cvxpy), whose only family keys are the recorded ones (a family file's sha256)."""
     if model not in OperatorModel.registry:
@@ -125,6 +134,10 @@ def resolve_config(family_cls: type[Family] | Family, model: str, overrides: dic
     family_config = family_cls.family_config() if user_family else dict(family_keys) | defaults.get("family", {})
     model_kwargs = dict(model_keys) | (defaults.get("model", {}) if model == "geo" else defaults.get(model, {}))
     training = dict(training_keys) | defaults.get("training", {}) | defaults.get(f"training_{model}", {})
+    mode = overrides.get("mode", model_kwargs.get("mode")) if model == "geo" else None
+    if mode == "equilibrium" and model_kwargs.get("mode") != "equilibrium":  # the family's defaults are unrolled
+        model_kwargs |= EQUILIBRIUM_DEFAULTS["model"]
+        training |= EQUILIBRIUM_DEFAULTS["training"]
     for key, text in overrides.items():
         if key in family_keys:
             family_config[key] = parse_value(key, text, family_keys[key])

@@ -7,12 +7,22 @@ is drawn separately from that law (the paper's out-of-distribution tests).
 Under torchrun (training/distributed.py) every process validates the same configuration, rank 0
 alone writes config.json, the data sets, checkpoints and history, and the others read the data sets
 once rank 0 has written them.
+
+One writer per run folder: rank 0 holds RUN_DIR/train.lock (created with O_EXCL, holding its pid)
+while it trains; a second `train` or `--resume` is refused naming that pid, a lock whose process is
+gone is taken over, and the lock goes when training ends, by an error too. A run killed before its
+first checkpoint (config.json, no checkpoint_last.*) restarts from step 0 under `--resume`, or is
+replaced by a fresh `train` into the same folder.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +32,10 @@ import torch
 from .. import data as datasets
 from ..errors import InputError
 from ..families import Family, get_family
-from ..models.base import OperatorModel, atomic_write_bytes, build_model
+from ..families.loading import locate
+from ..models.base import OperatorModel, atomic_write_bytes, build_model, check_model_size
 from . import distributed
+from .checkpoint import check_training_meta, has_training_state, read_training_state
 from .config import RunConfig, check_loaded
 from .trainer import Split, Trainer
 
@@ -43,7 +55,10 @@ def load_config(run_dir: Path) -> RunConfig:
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
         raise InputError(str(path), None, "", "malformed run configuration") from None
-    return check_loaded(config, str(path))
+    config = check_loaded(config, str(path))
+    # a family file is looked for beside the run folder first (nothing runs before its sha256 matched)
+    locate(config.family, config.family_config.get("file_sha256"), Path(run_dir), data.get("family_file"))
+    return config
 
 
 def build_checked(config: RunConfig, family: Family | None = None) -> tuple[Family, OperatorModel]:
@@ -55,7 +70,8 @@ def build_checked(config: RunConfig, family: Family | None = None) -> tuple[Fami
         family = family if family is not None else get_family(config.family, **config.family_config)
     except TypeError as error:  # unknown keyword in a hand-edited config.json
         raise InputError("family_config", config.family_config, "", f"does not build {config.family} ({error})") from None
-    try:
+    try:  # its memory estimated on the meta device before anything is allocated
+        check_model_size(config.model, family, config.model_kwargs, config.training.batch_size, training=True)
         model = build_model(config.model, family, **config.model_kwargs)
     except TypeError as error:
         raise InputError("model_kwargs", config.model_kwargs, "", f"do not build {config.model} ({error})") from None
@@ -110,6 +126,110 @@ def remove_stale_temporaries(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+LOCK_NAME = "train.lock"
+RUN_FILES = {"config.json", "train.h5", "test.h5", "model.safetensors", "model.json", "history.csv",
+             "tensorboard", LOCK_NAME}
+DATA_KEYS = ("n_instances", "test_fraction", "data_seed", "test_law")  # what the data sets depend on
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process `pid` (Linux /proc), to tell it from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The pid of the live process holding the run folder's lock (0: a lock being written, pid not
+    yet in it), or None when it is free or stale (its process gone, or its pid now another's)."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        words = path.read_text(errors="replace").split()
+        age = time.time() - path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if words and words[0].isdigit() and 0 < int(words[0]) < 2**31:
+        pid = int(words[0])
+        started = _started(pid) if len(words) > 1 else None
+        return pid if _alive(pid) and (started is None or started == words[1]) else None
+    return 0 if age < 10 else None  # unreadable and old: stale
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold RUN_DIR/train.lock (O_EXCL, with this process's pid) for the block; a live holder is
+    refused naming its pid, a stale lock (its process gone) is taken over."""
+    path = Path(run_dir) / LOCK_NAME
+    for _ in range(5):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(run_dir)
+            if holder is not None:
+                who = f"process {holder}" if holder else "another process (its pid not yet written)"
+                raise InputError("run directory", str(run_dir), "", f"in use: {LOCK_NAME} is held by {who}, "
+                                 "another train or --resume writing this run; wait for it to end "
+                                 f"(or delete {path} if pid {holder} is not convexop)") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(f"{os.getpid()} {_started(os.getpid()) or ''}".strip() + "\n")
+        break
+    else:
+        raise InputError("run directory", str(run_dir), "", f"could not take {LOCK_NAME} (contended); try again")
+    try:
+        yield
+    finally:
+        try:
+            if path.read_text().split()[:1] == [str(os.getpid())]:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def unfinished_run(run_dir: Path) -> bool:
+    """A run killed before its first checkpoint: config.json, no checkpoint, only a run's own files."""
+    run_dir = Path(run_dir)
+    try:
+        names = [p.name for p in run_dir.iterdir()]
+    except OSError:
+        return False
+    return ("config.json" in names and not has_training_state(run_dir)
+            and "checkpoint_last.json" not in names
+            and all(n in RUN_FILES or (n.startswith(".") and n.endswith(".tmp")) for n in names))
+
+
+def clear_unfinished(run_dir: Path, config: RunConfig) -> None:
+    """Remove what a run killed before its first checkpoint left, to train it again from step 0; its
+    data sets are kept when `config` draws the same ones."""
+    remove_stale_temporaries(run_dir)
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+        same = (old["family"], old["family_config"]) == (config.family, config.family_config) and all(
+            old["training"][k] == getattr(config.training, k) for k in DATA_KEYS)
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+    names = ["model.safetensors", "model.json", "history.csv"] + ([] if same else ["train.h5", "test.h5"])
+    for name in names:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+
+
 def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
               callback: Callable[[dict[str, Any]], None] | None = None, progress=None,
               family: Family | None = None):
@@ -122,6 +242,7 @@ def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
         raise InputError("family", family.name, "", f"the run configuration names {config.family}")
     build_checked(config, family)  # every setting checked before anything is written
     context, device = distributed.setup(config.training.device)
+    lock = ExitStack()
     try:
         torch.manual_seed(config.training.seed)
         np.random.seed(config.training.seed)
@@ -129,19 +250,34 @@ def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
         model = build_model(config.model, family, **config.model_kwargs)
         if context.main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(run_lock(run_dir))  # one writer: refused here, before anything is written
             if resume:
                 remove_stale_temporaries(run_dir)
-            else:
-                atomic_write_bytes(run_dir / "config.json", json.dumps(config.to_json(), indent=2).encode())
+            if not has_training_state(run_dir) if resume else unfinished_run(run_dir):
+                clear_unfinished(run_dir, config)  # killed before its first checkpoint: from step 0
+            if not resume:
+                record = config.to_json()
+                source = getattr(family, "file_path", None)
+                if source is not None:  # a family file: found again relative to the run folder
+                    record["family_file"] = {"relative": os.path.relpath(source, run_dir.resolve()),
+                                             "absolute": str(source)}
+                atomic_write_bytes(run_dir / "config.json", json.dumps(record, indent=2).encode())
             train, test = prepare_data(family, config, run_dir, progress)
         distributed.barrier(context)
         if not context.main:
             train, test = prepare_data(family, config, run_dir)
+        resume = resume and has_training_state(run_dir)
+        if resume:  # every field of the checkpoint checked against this run before any is used
+            t = config.training
+            _, meta = read_training_state(run_dir)
+            check_training_meta(meta, str(run_dir / "checkpoint_last.safetensors"), steps=t.steps,
+                                n=len(train.params), batch_size=t.batch_size, max_rollbacks=t.max_rollbacks)
         model = model.to(device)
         trainer = Trainer(model, to_split(train, device), to_split(test, device), config.training,
                           run_dir, callback if context.main else None, context)
         history = trainer.fit(resume=resume)
         distributed.barrier(context)
     finally:
+        lock.close()
         distributed.teardown(context)
     return model, history

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluation import plots
 from ..families import get_family
-from . import plots
-from .bench_cases import Row, _mse_on, _setting, _train, case, row
+from .cases import Row, case, describe_setting, mse_on_law, row, train_case_model
 
 
 @case("toy-box")
@@ -19,9 +19,9 @@ def toy_box(out: Path, quick: bool) -> list[Row]:
     """The authors' min_op toy: in-distribution and the paper's out-of-distribution test, against the
     true box minimiser, plus throughput against CVXPY and our batched FISTA."""
     settings = {"steps": 300 if quick else 3000}
-    model, metrics, seconds = _train(out / "toy-box", "toy-box", "geo", settings)
-    s = _setting(settings)
-    ood = _mse_on(model, "ood", 200 if quick else 2000, seed=99)
+    model, metrics, seconds = train_case_model(out / "toy-box", "toy-box", "geo", settings)
+    s = describe_setting(settings)
+    ood = mse_on_law(model, "ood", 200 if quick else 2000, seed=99)
     rows = [row("toy-box", "test squared error (d * MSE) in distribution", 2 * metrics["test"]["mse"]["mean"],
                 setting=s),
             row("toy-box", "test squared error (d * MSE) out of distribution", 2 * float(ood.mean()),
@@ -79,12 +79,12 @@ def _cvxpy_toy(parts: dict[str, torch.Tensor]) -> np.ndarray:
 def elliptic(out: Path, quick: bool) -> list[Row]:
     """Exact elliptic-pde: GEO against the finite-difference reference and the in-basis optimum,
     polishing against a cold start, and the GEO's forward against FISTA run to the GEO's accuracy."""
-    from ..references.forward_backward import fista
-    from .polish import compare_with_cold_start
+    from ..serving.polish import compare_with_cold_start
+    from ..solvers.fista import fista
 
     settings = {"steps": 100 if quick else 1000}
-    model, metrics, seconds = _train(out / "elliptic-pde", "elliptic-pde", "geo", settings)
-    s = _setting(settings)
+    model, metrics, seconds = train_case_model(out / "elliptic-pde", "elliptic-pde", "geo", settings)
+    s = describe_setting(settings)
     family = model.family
     n = 50 if quick else 1000
     theta = torch.as_tensor(family.sample(n, np.random.default_rng(11)))
@@ -100,7 +100,7 @@ def elliptic(out: Path, quick: bool) -> list[Row]:
         geo_error = ((family.decode(answer) - target) ** 2).mean(-1)
     tol = float(geo_error.median())
     started = time.perf_counter()
-    result = fista(lambda index: family.program(theta[index]), torch.zeros_like(optimum), tol, 100000,
+    result = fista(family.program(theta), torch.zeros_like(optimum), tol, 100000,
                    measure=lambda z, index: ((family.decode(z) - target[index]) ** 2).mean(-1))
     fista_seconds = time.perf_counter() - started
     comparison = compare_with_cold_start(family, answer, theta, 1e-6)
@@ -144,7 +144,7 @@ def log_complexity(out: Path, quick: bool) -> list[Row]:
     errors = []
     for depth in depths:
         settings = {"depth": depth, "steps": steps}
-        model, _, _ = _train(out / f"log-complexity-L{depth}", "elliptic-pde", "geo", settings)
+        model, _, _ = train_case_model(out / f"log-complexity-L{depth}", "elliptic-pde", "geo", settings)
         model.eval()
         model.set_inference(start="zero")
         with torch.no_grad():
@@ -154,6 +154,7 @@ def log_complexity(out: Path, quick: bool) -> list[Row]:
     plots.error_against_size(depths, errors, "depth L", out / "log_complexity_depth.png", slope, r2)
     s = f"elliptic-pde, M=20, R=8, {steps} steps each, 200 instances"
     rows = [row("log-complexity", f"MSE vs in-basis optimum at L={d}", e, setting=s) for d, e in zip(depths, errors)]
-    rows += [row("log-complexity", "slope of log(MSE) per layer", slope, "< 0 (error falls geometrically)", slope < 0, s),
+    rows += [row("log-complexity", "slope of log(MSE) per layer", slope, "< 0 (error falls geometrically)",
+                 slope < 0, s),
              row("log-complexity", "R^2 of the log-linear fit", r2, setting=s)]
     return rows

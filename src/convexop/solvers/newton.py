@@ -13,7 +13,7 @@ Simplex. From a candidate x (e.g. a model's answer) one round
 
 With the right active set a quadratic program is solved in one round; the rounds repeat with the
 refreshed active set, and instances still above tol after `rounds` continue with warm-started FISTA
-(references/forward_backward.py) from their best point. A round that does not lower the certificate
+(fista.py) from their best point. A round that does not lower the certificate
 is followed by `restart_steps` forward-backward steps from the best point (a cheap globalisation against cycling
 active sets). `iterations` counts Newton rounds, those steps and the FISTA steps; a round costs 2R + 1 gradient evaluations and one (R + k)-sized solve, which the
 benchmarks report next to the count.
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import torch
 
-from ..certificates import CompositeProgram
 from ..prox import L1, Box, Prox, SeparableSum, Simplex, Zero
-from .forward_backward import SolveResult, fista
+from .fista import fista
+from .program import CompositeProgram, SolveResult
 
-__all__ = ["newton_supported", "active_set_newton"]
+__all__ = ["active_set_newton", "newton_supported"]
 
 _KINDS = (Zero, Box, L1, Simplex)
 
@@ -62,8 +62,8 @@ def _hessian(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
     return (hessian + hessian.mT) / 2
 
 
-def _newton_round(program: CompositeProgram, x: torch.Tensor, hessian=None) -> torch.Tensor:
-    """One active-set Newton step from x (B, R); `hessian(x)` (B, R, R) when known in closed form."""
+def _newton_round(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
+    """One active-set Newton step from x (B, R), with the program's closed-form Hessian where it has one."""
     batch, size = x.shape
     step = program.step(x)
     _, gradient = program.value_and_gradient(x)
@@ -90,7 +90,7 @@ def _newton_round(program: CompositeProgram, x: torch.Tensor, hessian=None) -> t
                 row = torch.zeros_like(x)
                 row[:, block] = (~zero).to(x.dtype)
                 rows.append((row, part.total))
-    hessian = _hessian(program, x) if hessian is None else hessian(x)
+    hessian = _hessian(program, x) if program.hessian is None else program.hessian(x)
     move = torch.where(free, torch.zeros_like(x), fixed - x)  # active coordinates jump to their values
     rhs = -(gradient + linear + (hessian @ move[..., None])[..., 0])
     eye = torch.eye(size, dtype=x.dtype, device=x.device)
@@ -159,26 +159,21 @@ def _line_search(program: CompositeProgram, x: torch.Tensor, target: torch.Tenso
     return candidates[torch.arange(x.shape[0], device=x.device), best]
 
 
-def active_set_newton(build, x0: torch.Tensor, tol: float, max_iterations: int,
-                      rounds: int = 8, restart_steps: int = 1, hessian=None) -> SolveResult:
-    """Polish x0 (n, R) to certificate <= tol: active-set Newton rounds, then FISTA (module doc).
-    `build(index)` returns the CompositeProgram of those instances; `hessian(index, x)` (k, R, R),
-    when given, replaces the central differences (e.g. a family's generalised Hessian)."""
+def active_set_newton(program: CompositeProgram, x0: torch.Tensor, tol: float, max_iterations: int,
+                      rounds: int = 8, restart_steps: int = 1) -> SolveResult:
+    """Polish x0 (n, R) until program.measure <= tol: active-set Newton rounds, then FISTA (module doc)."""
     n = x0.shape[0]
-    index = torch.arange(n, device=x0.device)
-    program = build(index)
     x = x0.detach().clone()
-    residual = program.residual(x)
+    residual = program.measure(x)
     current = x.clone()  # the rounds move on even when a round is worse (its active set is new)
     iterations = torch.zeros(n, dtype=torch.int64, device=x.device)
     for _ in range(min(rounds, max_iterations)):
         work = (residual > tol).nonzero()[:, 0]
         if len(work) == 0:
             break
-        sub = build(work)
-        exact = None if hessian is None else (lambda z, work=work: hessian(work, z))
-        trial = program_safe(lambda prog, z: _line_search(prog, z, _newton_round(prog, z, exact)), sub, current[work])
-        trial_residual = sub.residual(trial)
+        sub = program.subset(work)
+        trial = program_safe(lambda prog, z: _line_search(prog, z, _newton_round(prog, z)), sub, current[work])
+        trial_residual = sub.measure(trial)
         better = trial_residual < residual[work]  # x keeps the best point (NaN never better)
         x[work[better]] = trial[better]
         residual[work[better]] = trial_residual[better]
@@ -191,7 +186,7 @@ def active_set_newton(build, x0: torch.Tensor, tol: float, max_iterations: int,
     left = max_iterations - int(iterations.max()) if n else 0
     work = (residual > tol).nonzero()[:, 0]
     if len(work) and left > 0:
-        result = fista(lambda index: build(work[index]), x[work], tol, left)
+        result = fista(program.subset(work), x[work], tol, left)
         x[work], residual[work] = result.x, result.residual
         iterations[work] += result.iterations
     return SolveResult(x, residual, iterations, residual <= tol)

@@ -1,78 +1,23 @@
-"""The heat-pde and equilibrium benchmark cases, and the registry every case joins (`@case`).
-
-A case trains through the same `train_run` as the CLI, scores against references and returns rows
-{case, metric, value, target, met, setting}; `bench.run_bench` runs them and writes the report.
-"""
+"""The heat-pde benchmark cases (paper size, the authors' optimiser, the best configuration) and the
+equilibrium GEO against the unrolled one (accuracy, backward memory, test-time compute)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..data import generate, read_dataset
-from ..families import Family, get_family
-from ..models.base import build_model, from_checkpoint
-from ..training.config import resolve_config
-from ..training.run import train_run
-from . import plots
-from .metrics import evaluate_model
-
-Row = dict[str, Any]
-CASES: dict[str, Callable[[Path, bool], list[Row]]] = {}
-
-
-def case(name: str):
-    def register(function):
-        CASES[name] = function
-        return function
-    return register
-
-
-def row(case_name: str, metric: str, value: float, target: str | None = None,
-        met: bool | None = None, setting: str = "") -> Row:
-    return {"case": case_name, "metric": metric, "value": value, "target": target, "met": met,
-            "setting": setting}
-
-
-def _train(run_dir: Path, family: str, model: str, settings: dict[str, Any]) -> tuple[Any, dict, float]:
-    """Train a run from `settings` (the `--set` keys), return (model, metrics, seconds)."""
-    get_family(family)  # validates the name and registers every family
-    family_cls = Family.registry[family]
-    config = resolve_config(family_cls, model, {k: str(v) for k, v in settings.items()})
-    config.training.tensorboard = False
-    started = time.perf_counter()
-    train_run(config, run_dir)
-    seconds = time.perf_counter() - started
-    fam = get_family(config.family, **config.family_config)
-    trained = from_checkpoint(run_dir, family=fam)
-    metrics = evaluate_model(trained, run_dir)
-    return trained, metrics, seconds
-
-
-def _setting(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items())
-
-
-def _mse_on(model, law: str, n: int, seed: int) -> np.ndarray:
-    """Per-instance MSE of `model` (zero start) on n fresh instances of `law`."""
-    family = model.family
-    data = generate(family, n, seed, law=law)
-    model.eval()
-    model.set_inference(start="zero")
-    dtype = next(model.parameters()).dtype
-    with torch.no_grad():
-        predicted = model.values(torch.as_tensor(data.params, dtype=dtype))
-        return family.error(predicted, torch.as_tensor(data.targets, dtype=dtype)).numpy()
+from ..evaluation import plots
+from ..models.base import build_model
+from .cases import Row, case, describe_setting, row, train_case_model
 
 
 def _heat_rows(name: str, metrics: dict, seconds: float, settings: dict, target_mse: float | None,
                max_params: int | None = None, max_seconds: float | None = None) -> list[Row]:
-    s = _setting(settings)
+    s = describe_setting(settings)
     mse = metrics["test"]["mse"]["mean"]
     rows = [row(name, "test MSE vs accurate reference", mse,
                 None if target_mse is None else f"<= {target_mse:g}",
@@ -95,7 +40,7 @@ PAPER = {"depth": 10, "width": 20}
 def heat_paper(out: Path, quick: bool) -> list[Row]:
     """Paper-size GEO (R=8 unscaled, L=10, M=20), our optimiser (the default `train heat-pde`)."""
     settings = dict(PAPER, steps=300 if quick else 4000)
-    model, metrics, seconds = _train(out / "heat-pde-paper", "heat-pde", "geo", settings)
+    model, metrics, seconds = train_case_model(out / "heat-pde-paper", "heat-pde", "geo", settings)
     rows = _heat_rows("heat-pde-paper", metrics, seconds, settings, 2e-3, 4000, 300)
     rows += _multilevel_picard_rows("heat-pde-paper", model, 3 if quick else 20)
     return rows
@@ -129,7 +74,7 @@ def _multilevel_picard_rows(name: str, model, n: int) -> list[Row]:
 def heat_authors(out: Path, quick: bool) -> list[Row]:
     """Paper size with the authors' optimiser: Adam lr 1e-4 constant, full batch (budget cut)."""
     settings = dict(PAPER, lr=1e-4, schedule="constant", steps=300 if quick else 6000)
-    _, metrics, seconds = _train(out / "heat-pde-authors", "heat-pde", "geo", settings)
+    _, metrics, seconds = train_case_model(out / "heat-pde-authors", "heat-pde", "geo", settings)
     return _heat_rows("heat-pde-authors-optimiser", metrics, seconds, settings, None)
 
 
@@ -137,7 +82,7 @@ def heat_authors(out: Path, quick: bool) -> list[Row]:
 def heat_best(out: Path, quick: bool) -> list[Row]:
     """Best configuration found: Hermite functions of u/0.6, rank 12, L=10, M=20, cosine lr 3e-3."""
     settings = dict(PAPER, rank=12, scale=0.6, lr=3e-3, steps=300 if quick else 6000)
-    _, metrics, seconds = _train(out / "heat-pde-best", "heat-pde", "geo", settings)
+    _, metrics, seconds = train_case_model(out / "heat-pde-best", "heat-pde", "geo", settings)
     return _heat_rows("heat-pde-best", metrics, seconds, settings, 1e-4, 20000, 600)
 
 
@@ -170,8 +115,8 @@ def equilibrium(out: Path, quick: bool) -> list[Row]:
     steps = 300 if quick else 2000
     unrolled = dict(PAPER, steps=steps)
     tied = dict(EQUILIBRIUM, steps=steps)
-    m_u, met_u, sec_u = _train(out / "heat-pde-unrolled", "heat-pde", "geo", unrolled)
-    m_e, met_e, sec_e = _train(out / "heat-pde-equilibrium", "heat-pde", "geo", tied)
+    m_u, met_u, sec_u = train_case_model(out / "heat-pde-unrolled", "heat-pde", "geo", unrolled)
+    m_e, met_e, sec_e = train_case_model(out / "heat-pde-equilibrium", "heat-pde", "geo", tied)
     rows = _heat_rows("equilibrium-vs-unrolled (unrolled)", met_u, sec_u, unrolled, None)
     target = 1.05 * met_u["test"]["mse"]["mean"]  # "reaches": within 5%
     rows += _heat_rows("equilibrium-vs-unrolled (equilibrium)", met_e, sec_e, tied, target,
@@ -209,11 +154,11 @@ def equilibrium(out: Path, quick: bool) -> list[Row]:
         rows.append(row("equilibrium-vs-unrolled", f"test MSE at {budget} inference iterations", mse,
                         setting="zero start, Anderson m=5"))
     rows += [row("equilibrium-vs-unrolled", "seconds per training step, unrolled GEO (L=10)", sec_u / steps,
-                 setting=_setting(unrolled)),
+                 setting=describe_setting(unrolled)),
              row("equilibrium-vs-unrolled", "seconds per training step, equilibrium GEO", sec_e / steps,
-                 setting=_setting(tied)),
-             row("equilibrium-vs-unrolled", "inference: Anderson iterations (mean)", float(stats.iterations.float().mean()),
-                 setting="tol 1e-5, budget 100"),
+                 setting=describe_setting(tied)),
+             row("equilibrium-vs-unrolled", "inference: Anderson iterations (mean)",
+                 float(stats.iterations.float().mean()), setting="tol 1e-5, budget 100"),
              row("equilibrium-vs-unrolled", "inference: fraction converged", float(stats.converged.float().mean()),
                  setting="tol 1e-5, budget 100")]
     return rows

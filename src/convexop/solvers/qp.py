@@ -32,15 +32,16 @@ polish above (active set read off the interior-point solution), to gap and viola
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 
-from ..certificates import CompositeProgram
 from ..prox import Box
-from .forward_backward import SolveResult, fista
+from .fista import fista
+from .program import CompositeProgram, SolveResult
 
-__all__ = ["QPData", "QPDual", "QPPolishResult", "interior_point", "relative_gap", "solve_qp"]
+__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "interior_point", "relative_gap", "solve_qp"]
 
 Tensor = torch.Tensor
 
@@ -151,10 +152,19 @@ class QPDual:
         f = self.factors
         return -f["pinv_q"].to(z) - _mv(f["pinv_kt"].to(z), z)
 
-    def program(self) -> CompositeProgram:
-        lower = [-math.inf] * self.me + [0.0] * self.mi
-        lipschitz = self.factors["lipschitz"].expand(self.data.batch).clamp_min(1e-12)
-        return CompositeProgram(self.smooth, Box(lower, [math.inf] * self.m), lipschitz)
+    def program(self, interior: Tensor | None = None, coordinates: Tensor | None = None,
+                inverse: Tensor | None = None, lipschitz: Tensor | None = None,
+                objective: Callable[[Tensor], Tensor] | None = None, slack_weight: float = 0.0) -> QPDualProgram:
+        """The dual as an in-basis program over coefficients x with z = x @ coordinates.T
+        (coordinates (m, m): identity by default; it must map the orthant mu >= 0 onto itself, e.g. a
+        positive diagonal scaling per block, so that h stays the indicator of x_mu >= 0); `inverse`
+        maps z back (x = z @ inverse.T); `lipschitz` (batch,) bounds grad g in x (default:
+        lambda_max(M) for the identity); `objective` maps the primal objective (batch,) to the
+        family's (e.g. a sign and a constant); `slack_weight` tunes the polish's first active-set guess
+        (`active_guess`). Its certificate: see `QPDualProgram`."""
+        if lipschitz is None:
+            lipschitz = self.factors["lipschitz"].expand(self.data.batch).clamp_min(1e-12)
+        return QPDualProgram(self, interior, coordinates, inverse, lipschitz, objective, slack_weight)
 
     def primal_objective(self, y: Tensor) -> Tensor:
         d = self.data
@@ -285,10 +295,7 @@ class QPDual:
                 budget, since_fista = budget - 1, since_fista + 1
             else:
                 steps = min(fista_chunk, budget)
-                def measure(x: Tensor, index: Tensor, sub: QPDual = sub, inner: Tensor | None = inner) -> Tensor:
-                    return torch.maximum(*sub.subset(index).certificate(x, None if inner is None else inner[index]))
-
-                result = fista(lambda index, sub=sub: sub.subset(index).program(), z[work], tol, steps, measure=measure)
+                result = fista(sub.program(inner), z[work], tol, steps)
                 new = result.x
                 fista_steps[work] += result.iterations
                 guess[work] = sub.active_guess(new, slack_weight or 1.0)
@@ -299,12 +306,73 @@ class QPDual:
             z[work[take]] = new[take]
             gap[work[take]], violation[work[take]] = ok_gap[take], ok_violation[take]
             done[work] = ok
-        return QPPolishResult(z, gap, kkt_solves + fista_steps, done, violation, first, kkt_solves, fista_steps)
+        return QPPolishResult(z, torch.maximum(gap, violation), kkt_solves + fista_steps, done, violation, first,
+                              kkt_solves, fista_steps)
 
     def subset(self, index: Tensor) -> QPDual:
         """The dual of the instances `index`, reusing the factorisations."""
         factors = {k: (v if v.shape[0] == 1 else v[index]) for k, v in self.factors.items()}
         return QPDual(self.data.index(index), factors)
+
+
+class QPDualProgram(CompositeProgram):
+    """The dual of a batch of QPs as an in-basis program over coefficients x (z = x @ C.T).
+
+    Its certificate (solvers/program.py) is the QP kind's: `residual` the prox-gradient residual of the
+    dual program in x, `gap` the relative duality gap of the closed-form primal answer
+    (`QPDual.recover`), `violation` that answer's max primal violation (and any negative mu),
+    `objective` its primal objective; certified when max(gap, violation) <= tol. Polished by the
+    active-set KKT polish (`QPDual.polish`)."""
+
+    def __init__(self, dual: QPDual, interior: Tensor | None, coordinates: Tensor | None,
+                 inverse: Tensor | None, lipschitz: Tensor, objective: Callable[[Tensor], Tensor] | None,
+                 slack_weight: float = 0.0) -> None:
+        self.dual, self.interior, self.slack_weight = dual, interior, slack_weight
+        self.coordinates, self.inverse, self.objective_map = coordinates, inverse, objective
+        lower = [-math.inf] * dual.me + [0.0] * dual.mi
+        super().__init__(lambda x: dual.smooth(self.multipliers(x)), Box(lower, [math.inf] * dual.m), lipschitz,
+                         select=self._select)
+
+    def _select(self, index: Tensor) -> QPDualProgram:
+        lipschitz = self.lipschitz if self.lipschitz.shape[0] == 1 else self.lipschitz[index]
+        interior = None if self.interior is None else self.interior[index]
+        return QPDualProgram(self.dual.subset(index), interior, self.coordinates, self.inverse, lipschitz,
+                             self.objective_map, self.slack_weight)
+
+    def multipliers(self, x: Tensor) -> Tensor:
+        """Coefficients x (..., m) -> dual multipliers z = [lambda, mu] (..., m)."""
+        return x if self.coordinates is None else x @ self.coordinates.to(x).T
+
+    def coefficients(self, z: Tensor) -> Tensor:
+        """Multipliers z (batch, m) -> coefficients x."""
+        return z if self.inverse is None else z @ self.inverse.to(z).T
+
+    def primal(self, x: Tensor) -> Tensor:
+        """(batch, n) the closed-form primal answer of x (feasible when `interior` is given)."""
+        return self.dual.recover(self.multipliers(x.double()), self.interior)[0]
+
+    def _pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.dual.certificate(self.multipliers(x.double()), self.interior)
+
+    def gap(self, x: Tensor) -> Tensor:
+        return self._pair(x)[0]
+
+    def violation(self, x: Tensor) -> Tensor:
+        return self._pair(x)[1]
+
+    def measure(self, x: Tensor) -> Tensor:
+        return torch.maximum(*self._pair(x))
+
+    def objective(self, x: Tensor) -> Tensor:
+        value = self.dual.primal_objective(self.primal(x))
+        return value if self.objective_map is None else self.objective_map(value)
+
+    def polish(self, x: Tensor, tol: float, max_iterations: int) -> QPPolishResult:
+        """The active-set KKT polish from x (batch, m); the result's x in coefficients."""
+        result = self.dual.polish(self.multipliers(x.double()), tol, max_iterations, interior=self.interior,
+                                  slack_weight=self.slack_weight)
+        result.x = self.coefficients(result.x)
+        return result
 
 
 # ----- the reference solver ----------------------------------------------------------------

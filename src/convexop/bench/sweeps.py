@@ -1,6 +1,6 @@
-"""The log-complexity study beyond the depth sweep of `bench_exact.log_complexity`: GEO error against
+"""The log-complexity study beyond the depth sweep of `exact.log_complexity`: GEO error against
 width M and rank R on elliptic-pde, and against depth L on toy-box, each with a log-linear fit
-(log error = a + slope * size, `bench_exact.log_linear_fit`) and a plot.
+(log error = a + slope * size, `exact.log_linear_fit`) and a plot.
 
 Every point is a GEO trained with the same budget (mini-batches of 100) and data (shared within a sweep where the family
 configuration does not change), scored on fresh instances from the training law with a zero start:
@@ -18,9 +18,9 @@ import torch
 
 from ..data import generate
 from ..families import get_family
-from .bench_cases import Row, _train, case, row
-from .bench_exact import log_linear_fit
-from .bench_sizes import BATCH, prepare_shared
+from .cases import Row, case, row, train_case_model
+from .exact import log_linear_fit
+from .sizes import BATCH, prepare_shared
 
 FIT_R2 = 0.8  # a geometric fall needs the log-linear fit to explain most of the variation
 
@@ -28,7 +28,7 @@ FIT_R2 = 0.8  # a geometric fall needs the log-linear fit to explain most of the
 def train_point(out: Path, family_name: str, settings: dict[str, Any], label: str):
     run_dir = out / "sweeps" / label
     prepare_shared(run_dir, family_name, "geo", settings)
-    model, metrics, _ = _train(run_dir, family_name, "geo", settings)
+    model, metrics, _ = train_case_model(run_dir, family_name, "geo", settings)
     model.eval()
     model.set_inference(start="zero")
     return model, metrics
@@ -59,7 +59,7 @@ def fit_rows(name: str, size_label: str, sizes: list[int], errors: list[float], 
 
 def sweep_plot(sizes: list[int], series: dict[str, list[float]], fitted: str, xlabel: str, out: Path) -> Path:
     """Error curves (log scale) against a size, with the log-linear fit of the series `fitted`."""
-    from .bench_plots import _save, plt
+    from ..evaluation.plots import plt, save_figure
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for label, errors in series.items():
@@ -72,7 +72,7 @@ def sweep_plot(sizes: list[int], series: dict[str, list[float]], fitted: str, xl
     axis.set_ylabel("MSE")
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3, which="both")
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 @case("log-complexity-width")

@@ -1,27 +1,13 @@
-"""Answer new instances with a trained run: values, coefficients, objective, certificate, status.
-
-Answers are repeatable: the GEO starts from x_0 = 0 (the mean of the authors' random start) unless
-asked otherwise. On exact families `residual` is the family's certificate (the prox-gradient residual
-of the in-basis program, zero exactly at its optimum) and `violation` the distance to the constraint
-set; on supervised families (heat-pde) both are null. With `polish=TOL` the model's answers are
-polished (evaluation/polish.py): `status` is "polished" (residual <= TOL) or "not_converged" (the
-budget ran out first), and `iterations` counts the forward-backward steps; otherwise status is "ok".
-"""
+"""Reading IN.json: instances streamed one at a time with bounded memory, validated in chunks."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from ..errors import InputError
-from ..models.base import OperatorModel
-from .polish import DEFAULT_ITERATIONS, check_polishable, check_settings, polish
 
 
 def read_instances(path: str | Path) -> list[dict[str, Any]]:
@@ -187,95 +173,3 @@ def check_instances_file(family, path: str | Path, batch: int = 4096) -> int:
     if count == 0:
         raise InputError("instances", [], "a non-empty list of instances")
     return count
-
-
-def solve_file(model: OperatorModel, instances_path: str | Path, out: str | Path, start: str = "zero",
-               batch: int = 4096, polish_tol: float | None = None,
-               polish_iterations: int = DEFAULT_ITERATIONS) -> dict[str, Any]:
-    """Stream IN.json -> OUT.json a batch at a time with bounded memory (one batch of instances and
-    answers); the file is byte-for-byte `json.dumps(solve_instances(model, read_instances(...)))`.
-    OUT.json is written under a temporary name and renamed at the end, so a bad instance anywhere
-    (named by its index in the file) leaves no output. Returns n, status counts and the total
-    polishing iterations."""
-    from ..files import atomic_output
-
-    summary: dict[str, Any] = {"n": 0, "status": {}, "iterations": 0}
-    with atomic_output(out) as tmp, open(tmp, "x", encoding="utf-8") as stream:
-        head = {"family": model.family.name, "model": model.model_name}
-        stream.write(json.dumps(head)[:-1] + ', "instances": [')
-        for chunk in _chunks(instances_path, batch):
-            try:
-                answers = solve_instances(model, chunk, start=start, batch=batch, polish_tol=polish_tol,
-                                          polish_iterations=polish_iterations)["instances"]
-            except InputError as error:
-                raise _shift_index(error, summary["n"]) from None
-            stream.write((", " if summary["n"] else "") + json.dumps(answers)[1:-1])
-            summary["n"] += len(answers)
-            for answer in answers:
-                summary["status"][answer["status"]] = summary["status"].get(answer["status"], 0) + 1
-                summary["iterations"] += int(answer.get("iterations", 0))
-        if summary["n"] == 0:
-            raise InputError("instances", [], "a non-empty list of instances")
-        stream.write("]}")
-    return summary
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start: str = "zero",
-                    batch: int = 4096, polish_tol: float | None = None,
-                    polish_iterations: int = DEFAULT_ITERATIONS) -> dict[str, Any]:
-    family = model.family
-    theta_np = family.theta_from_instances(instances)
-    if polish_tol is not None:
-        check_settings(polish_tol, polish_iterations)
-        check_polishable(family, torch.as_tensor(theta_np[:1], dtype=torch.float64))
-    if hasattr(model, "set_inference"):
-        model.set_inference(start=start)
-    model.eval()
-    device = next(model.parameters()).device
-    points = np.asarray(family.points).tolist()
-    answers = []
-    for begin in range(0, len(theta_np), batch):
-        theta = torch.as_tensor(theta_np[begin:begin + batch], dtype=torch.float32, device=device)
-        with torch.no_grad():
-            coefficients = model.coefficients(theta) if hasattr(model, "coefficients") else None
-            values = family.decode(coefficients) if coefficients is not None else model.values(theta)
-        if coefficients is None and polish_tol is not None:  # values-only models: start from the projection
-            coefficients = family.project(values.double())
-        status, iterations = ["ok"] * len(theta), None
-        objective = residual = violation = None
-        if coefficients is not None:
-            x64 = family.finalise(coefficients)
-            coefficients, values = x64, family.decode(x64)
-            t64 = torch.as_tensor(theta_np[begin:begin + batch], dtype=torch.float64, device=device)
-            if polish_tol is not None:
-                polished = polish(family, x64, t64, polish_tol, polish_iterations)
-                x64, status, iterations = polished.x, polished.status, polished.iterations.tolist()
-                coefficients, values = x64, family.decode(x64)
-            objective = family.objective(x64, t64).detach().cpu().numpy()
-            residual = family.certificate(x64, t64)
-            residual = None if residual is None else residual.cpu().numpy()
-            violation = family.violation(x64, t64)
-            violation = None if violation is None else violation.cpu().numpy()
-        for k in range(len(theta)):
-            row = theta_np[begin + k]
-            answer = {
-                "params": family.instance_from_theta(row),
-                "coefficients": None if coefficients is None else coefficients[k].double().tolist(),
-                "basis": family.labels,
-                "points": points,
-                "values": values[k].double().cpu().tolist(),
-                "objective": None if objective is None else _finite_or_none(objective[k]),
-                "residual": None if residual is None else float(residual[k]),
-                "violation": None if violation is None else float(violation[k]),
-                "status": status[k],
-            }
-            if iterations is not None:
-                answer["iterations"] = int(iterations[k])
-            answers.append(answer | family.extra_answer(
-                coefficients[k:k + 1].double() if coefficients is not None else None,
-                torch.as_tensor(row[None], dtype=torch.float64, device=device)))
-    return {"family": family.name, "model": model.model_name, "instances": answers}

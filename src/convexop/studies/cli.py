@@ -1,13 +1,13 @@
 """`convexop study width ...`: parsing, progress and the printed verdicts (the work is in
-evaluation/width_study.py). Wired into cli.py by `add_study_parser(sub)` and COMMANDS["study"]."""
+studies/width.py). Wired into cli.py by `add_study_parser(sub)` and COMMANDS["study"]."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .families import operator_learning
+from ..errors import InputError
+from ..families import operator_learning
 
 PROBLEMS = operator_learning.OPERATOR_PROBLEMS
 MODELS = ("deeponet", "fno")
@@ -57,7 +57,7 @@ def parse_widths(text: str) -> list[int]:
 
 
 def build_settings(args) -> list:
-    from .evaluation.width_study import preset
+    from .width import preset
 
     models = _choices(args.model, MODELS, "--model")
     problems = _choices(args.problem, PROBLEMS, "--problem")
@@ -89,7 +89,7 @@ def build_settings(args) -> list:
 def run_study(args) -> int:
     from tqdm import tqdm
 
-    from .evaluation.width_study import run_width_study
+    from .width import run_width_study
 
     settings_list = build_settings(args)
     out = Path(args.out)
@@ -105,8 +105,8 @@ def run_study(args) -> int:
         elif event.get("event") == "width":
             if state["bar"] is not None:
                 state["bar"].close()
-            state["bar"] = tqdm(total=event["steps"], desc=f"{event['model']}/{event['problem']} width {event['width']}",
-                                unit="it", file=sys.stderr, dynamic_ncols=True)
+            description = f"{event['model']}/{event['problem']} width {event['width']}"
+            state["bar"] = tqdm(total=event["steps"], desc=description, unit="it", file=sys.stderr, dynamic_ncols=True)
             state["last"] = 0
         elif state["bar"] is not None:
             state["bar"].update(event["step"] - state["last"])
@@ -119,5 +119,6 @@ def run_study(args) -> int:
     for pair in summary["pairs"]:
         seconds = sum(pair["seconds"].values())
         print(f"{pair['model']} on {pair['problem']} ({seconds:.0f} s): {pair['verdict']['text']}")
-    print(f"wrote {out / 'summary.json'}, {out / 'curves.json'}, {out / 'curves.csv'} and {len(summary['plots'])} plots")
+    print(f"wrote {out / 'summary.json'}, {out / 'curves.json'}, {out / 'curves.csv'} "
+          f"and {len(summary['plots'])} plots")
     return 0

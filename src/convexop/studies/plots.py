@@ -1,4 +1,4 @@
-"""Figures and the CSV of the width study (see width_study.py)."""
+"""Figures and the CSV of the width study (see width.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .plots import _save
+from ..evaluation.plots import save_figure
 
 CSV_FIELDS = ["model", "problem", "width", "step", "loss", "grad_norm", "distance", "hessian_norm"]
 
@@ -52,7 +52,7 @@ def _pair_figure(pair: dict[str, Any], out: Path) -> Path:
         axis.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     figure.suptitle(f"width study: {model} on {problem} (full-batch Adam, lr {pair['settings']['lr']:g})")
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def _against_width(pairs: list[dict[str, Any]], key: str, ylabel: str, out: Path) -> Path:
@@ -64,7 +64,7 @@ def _against_width(pairs: list[dict[str, Any]], key: str, ylabel: str, out: Path
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def draw(pairs: list[dict[str, Any]], folder: Path) -> list[Path]:

@@ -22,7 +22,7 @@ from ..data import Dataset, write_dataset
 from ..families import Family, get_family
 from ..training.config import resolve_config
 from ..training.run import prepare_data
-from .bench_cases import Row, _train, case, row
+from .cases import Row, case, row, train_case_model
 
 PDE_SIZES = {
     "geo": [{"depth": 2, "width": 16}, {"depth": 10, "width": 20},
@@ -70,7 +70,7 @@ def train_sized(out: Path, family_name: str, model: str, size: dict[str, Any], s
     label = "-".join(f"{k}{v}" for k, v in size.items())
     run_dir = out / "sizes" / family_name / f"{model}-{label}"
     prepare_shared(run_dir, family_name, model, settings)
-    _, metrics, seconds = _train(run_dir, family_name, model, settings)
+    _, metrics, seconds = train_case_model(run_dir, family_name, model, settings)
     return {"model": model, "size": size, "parameters": metrics["parameters"],
             "mse": metrics["test"]["mse"]["mean"], "floor": metrics["test"]["best_approximation_mse"],
             "seconds": seconds}
@@ -95,7 +95,7 @@ def accuracy_vs_parameters(out: Path, quick: bool) -> list[Row]:
     """GEO, DeepONet, FNO and MLP at about 1e3, 1e4 and 1e5 parameters on heat-pde, elliptic-pde and
     toy-box: test MSE against parameter count, and whether the GEO reaches the best baseline's test
     error with at most 1/10 of its parameters."""
-    from . import bench_plots
+    from . import plots  # matplotlib only when a case draws
 
     steps = 1000 if quick else 5000
     rows, plotted, met = [], {}, 0
@@ -118,5 +118,5 @@ def accuracy_vs_parameters(out: Path, quick: bool) -> list[Row]:
     rows.append(row("accuracy-vs-parameters", "families where the GEO reaches the best baseline with <= 1/10 params",
                     met, ">= 2 of 3", met >= 2,
                     f"{steps} training steps of {BATCH} instances per model, same data and optimiser"))
-    bench_plots.error_against_parameters(plotted, out / "accuracy_vs_parameters.png")
+    plots.error_against_parameters(plotted, out / "accuracy_vs_parameters.png")
     return rows

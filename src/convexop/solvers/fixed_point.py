@@ -3,7 +3,9 @@
 Forward solvers find x* = T(x*) for a batch, each returning per-sample statistics:
 - `picard`: damped Picard iteration x <- (1 - damping) x + damping T(x);
 - `anderson`: Anderson acceleration (memory m, mixing beta, Tikhonov regularisation lam),
-  the type-II form solved per sample as a small least-squares problem.
+  the type-II form solved per sample as a small least-squares problem; a sample whose residual
+  history is degenerate (e.g. already at its fixed point) takes a plain Picard step instead, so
+  the solver never raises on it.
 Both stop a sample when ||T(x) - x|| <= max(abs_tol, rel_tol ||T(x)||) and flag the samples that
 did not get there within the budget (never silently).
 
@@ -24,6 +26,7 @@ import torch
 Map = Callable[[torch.Tensor], torch.Tensor]
 SOLVERS = ("picard", "anderson")
 BACKWARDS = ("implicit", "phantom", "unrolled")
+_LAM_EPS = 64.0  # floor of the relative Tikhonov weight, in units of the working dtype's eps
 
 
 @dataclass
@@ -68,10 +71,40 @@ def picard(fn: Map, x0: torch.Tensor, max_iter: int = 50, abs_tol: float = 1e-6,
     return x, SolveStats(iterations, absolute, relative, converged)
 
 
+def _mixing_weights(g: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anderson weights: argmin ||sum_i alpha_i g_i|| s.t. sum_i alpha_i = 1, per sample.
+
+    g: (batch, n, dim) residual history. Returns alpha (batch, n, 1) and a (batch,) flag of the
+    samples whose regularised Gram system was solved to finite weights; never raises.
+    Each sample's residuals are first scaled by their largest norm (the weights are invariant to
+    it), so the Gram matrix neither underflows nor overflows in the working dtype; the relative
+    Tikhonov term lam * mean(diag) is floored at a multiple of the dtype's eps, so it survives the
+    rounding of the diagonal, and mean(diag) at eps, so it stays positive for an all-zero history.
+    """
+    batch, n = g.shape[:2]
+    eps = torch.finfo(g.dtype).eps
+    size = g.norm(dim=2).amax(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
+    g = g / size[:, None, None]
+    gram = g @ g.transpose(1, 2)
+    scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(eps)[:, None, None]
+    eye = torch.eye(n, dtype=g.dtype, device=g.device)
+    gram = gram + max(lam, _LAM_EPS * eps) * scale * eye  # relative Tikhonov, cannot vanish
+    ones = torch.ones(batch, n, 1, dtype=g.dtype, device=g.device)
+    alpha, info = torch.linalg.solve_ex(gram, ones)
+    alpha = alpha / alpha.sum(dim=1, keepdim=True)
+    ok = (info == 0) & torch.isfinite(alpha).all(dim=2).all(dim=1)
+    return torch.where(ok[:, None, None], alpha, torch.zeros_like(alpha)), ok
+
+
 def anderson(fn: Map, x0: torch.Tensor, max_iter: int = 50, abs_tol: float = 1e-6,
              rel_tol: float = 1e-6, memory: int = 5, beta: float = 1.0,
              lam: float = 1e-8) -> tuple[torch.Tensor, SolveStats]:
-    """Anderson acceleration on a batch of vectors x0: (batch, R)."""
+    """Anderson acceleration on a batch of vectors x0: (batch, R).
+
+    The mixing weights are solved in x0's dtype with a relative Tikhonov term that cannot vanish
+    (see `_mixing_weights`); a sample whose Gram system is still singular or gives non-finite
+    weights takes the plain Picard step x <- T(x) for that iteration.
+    """
     batch, dim = x0.shape[0], x0[0].numel()
     shape = x0.shape
     xs = torch.zeros(batch, memory, dim, dtype=x0.dtype, device=x0.device)
@@ -87,18 +120,16 @@ def anderson(fn: Map, x0: torch.Tensor, max_iter: int = 50, abs_tol: float = 1e-
     iterations = torch.full((batch,), 2, dtype=torch.long, device=x0.device)
     frozen = torch.zeros(batch, dtype=torch.bool, device=x0.device)
     best = x.clone()
-    stored = 2
+    filled = torch.zeros(batch, memory, dtype=torch.bool, device=x0.device)  # slots written per sample
+    filled[:, :2] = True
     for k in range(2, max_iter):
         n = min(k, memory)
         g = fs[:, :n] - xs[:, :n]  # residuals (batch, n, dim)
-        gram = g @ g.transpose(1, 2)
-        scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-300)[:, None, None]
-        gram = gram + lam * scale * torch.eye(n, dtype=x0.dtype, device=x0.device)  # relative Tikhonov
-        # minimise ||sum alpha_i g_i|| subject to sum alpha_i = 1
-        ones = torch.ones(batch, n, 1, dtype=x0.dtype, device=x0.device)
-        alpha = torch.linalg.solve(gram, ones)
-        alpha = alpha / alpha.sum(dim=1, keepdim=True)
+        alpha, ok = _mixing_weights(g, lam)
         mixed = (beta * (alpha.transpose(1, 2) @ fs[:, :n]) + (1 - beta) * (alpha.transpose(1, 2) @ xs[:, :n]))[:, 0]
+        # degenerate history (singular Gram, non-finite weights): a plain Picard step x <- T(x)
+        ok = ok & torch.isfinite(mixed).all(dim=1)
+        mixed = torch.where(ok[:, None], mixed, fs[:, (k - 1) % memory])
         absolute, relative = _residuals(fs[:, (k - 1) % memory], xs[:, (k - 1) % memory])
         frozen = frozen | _done(absolute, relative, abs_tol, rel_tol)
         if frozen.all():
@@ -109,11 +140,12 @@ def anderson(fn: Map, x0: torch.Tensor, max_iter: int = 50, abs_tol: float = 1e-
         slot = k % memory
         xs[:, slot] = torch.where(frozen[:, None], xs[:, slot], x)
         fs[:, slot] = torch.where(frozen[:, None], fs[:, slot], fx)
+        filled[:, slot] |= ~frozen
         iterations = iterations + (~frozen).long()
-        stored += 1
-    # report the best of the stored iterates per sample
-    absolute_all = (fs - xs).norm(dim=2)
-    absolute_all[:, min(stored, memory):] = float("inf")
+    # report the best of the stored iterates per sample (a sample frozen early never wrote the
+    # later slots: their zeros are no iterate of its)
+    absolute_all = (fs - xs).norm(dim=2).nan_to_num(nan=float("inf"))
+    absolute_all = absolute_all.masked_fill(~filled, float("inf"))
     pick = absolute_all.argmin(dim=1)
     x = xs[torch.arange(batch), pick]
     fx = fn(x.reshape(shape)).reshape(batch, dim)

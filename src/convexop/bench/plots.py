@@ -1,6 +1,6 @@
 """Figures of the solver and size benchmarks (time to accuracy, throughput against tolerance,
 accuracy against parameter count). Written atomically; the log-complexity sweeps use
-`plots.error_against_size`."""
+`evaluation.plots.error_against_size` and `sweeps.sweep_plot`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from .plots import _save  # the one atomic figure writer (also selects the Agg backend)
+from ..evaluation.plots import save_figure  # the one atomic figure writer (also selects the Agg backend)
 
 
 def time_to_accuracy(curves: dict[str, dict[str, Any]], out: Path) -> Path:
@@ -33,7 +33,7 @@ def time_to_accuracy(curves: dict[str, dict[str, Any]], out: Path) -> Path:
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("ms per instance")
     axes[0][0].legend(fontsize=7)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def throughput_against_tolerance(curves: dict[str, dict[str, Any]], out: Path) -> Path:
@@ -52,7 +52,7 @@ def throughput_against_tolerance(curves: dict[str, dict[str, Any]], out: Path) -
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("instances per second")
     axes[0][0].legend(fontsize=7)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def error_against_parameters(results: dict[str, dict[str, list[tuple[int, float]]]], out: Path) -> Path:
@@ -67,4 +67,4 @@ def error_against_parameters(results: dict[str, dict[str, list[tuple[int, float]
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("test MSE")
     axes[0][0].legend(fontsize=8)
-    return _save(figure, out)
+    return save_figure(figure, out)

@@ -3,15 +3,11 @@ the trained GEO of each family (trained once per bench run), the in-basis progra
 timed GEO forwards, CVXPY (Clarabel) formulations, and the time-to-accuracy case.
 
 Accuracy is always the family's certificate (the prox-gradient residual of the in-basis program,
-certificates.py), so the GEO, our batched FISTA and CVXPY are scored by the same number.
+solvers/program.py: its measure), so the GEO, our batched FISTA and CVXPY are scored by the same number.
 
-CVXPY formulations (DPP: compiled once with parameters, then re-solved per instance; the wall time
-per instance includes setting the parameters and CVXPY's own overhead):
-- toy-box: 1/2 ||G x||^2 + b'x + log(exp(beta_1 x_1) + exp(beta_2 x_2) + kappa), |x_i| <= 1, G'G = A;
-- elliptic-pde: sum_q w_q [pos(V x)_q^2 + (1 - xi) neg(V x)_q^2] / 2 + ||sqrt(nu/4) L x||^2 - b'x on the
-  family's program grid (L'L = K, the stiffness);
-- hedging: its in-basis QP in the compact form the family uses, ||Q^(1/2) (x - x_u)||^2 with
-  x_u = A^+ H, 0 <= x_0 <= 10 (the 500-path least squares reduced through the pseudo-inverse).
+CVXPY formulations are the families' own (`Family.cvxpy_form`: toy-box, elliptic-pde, hedging), DPP
+problems compiled once with parameters, then re-solved per instance; the wall time per instance
+includes setting the parameters and CVXPY's own overhead.
 """
 
 from __future__ import annotations
@@ -25,11 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..certificates import CompositeProgram
 from ..families import Family
-from ..prox import Box
-from ..references.forward_backward import SolveResult, fista
-from .bench_cases import Row, _setting, _train, case, row
+from ..serving.polish import polish_answers
+from ..solvers.program import SolveResult
+from .cases import Row, case, describe_setting, row, train_case_model
 
 EXACT = ("toy-box", "elliptic-pde", "hedging")
 # toy-box: the forward-backward start (step 0.2 ~ 1 / typical Lipschitz constant) trains 20x better
@@ -50,7 +45,7 @@ def solver_geo(out: Path, name: str, quick: bool):
         settings = dict(GEO_SETTINGS[name])
         if quick:
             settings["steps"] = QUICK_STEPS[name]
-        model, _, _ = _train(Path(out) / f"solver-geo-{name}", name, "geo", settings)
+        model, _, _ = train_case_model(Path(out) / f"solver-geo-{name}", name, "geo", settings)
         model.eval()
         model.set_inference(start="zero")
         _TRAINED[key] = (model, settings)
@@ -58,7 +53,7 @@ def solver_geo(out: Path, name: str, quick: bool):
 
 
 def describe(name: str, settings: dict) -> str:
-    return f"{name} GEO (family defaults{', ' + _setting(settings) if settings else ''})"
+    return f"{name} GEO (family defaults{', ' + describe_setting(settings) if settings else ''})"
 
 
 def instances(family: Family, n: int, seed: int) -> torch.Tensor:
@@ -66,56 +61,11 @@ def instances(family: Family, n: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(family.sample(n, np.random.default_rng(seed)), dtype=torch.float64)
 
 
-def hedging_program(family: Family, unconstrained: torch.Tensor, residual: torch.Tensor) -> CompositeProgram:
-    """hedging's in-basis program (the family declares none yet): g = (x - x_u)' Q (x - x_u) + e with
-    x_u = A^+ H and e (batch,) computed once per instance, the box 0 <= x_0 <= 10 and the Lipschitz
-    bound 2 lambda_max(Q); its residual at t = 1 / L, divided by L, is `Hedging.certificate`."""
-    quadratic = family.quadratic.to(unconstrained)
-
-    def smooth(x: torch.Tensor) -> torch.Tensor:
-        d = x - unconstrained
-        return ((d @ quadratic) * d).sum(-1) + residual
-
-    lower = torch.full((family.rank,), -float("inf"), dtype=torch.float64)
-    upper = torch.full((family.rank,), float("inf"), dtype=torch.float64)
-    lower[0], upper[0] = 0.0, 10.0  # capital x_0 in [0, 10]
-    bound = torch.full((len(unconstrained),), float(family.lipschitz), dtype=torch.float64)
-    return CompositeProgram(smooth, Box(lower, upper), bound)
-
-
-def in_basis_program(family: Family, theta: torch.Tensor) -> CompositeProgram:
-    """The family's in-basis program, or for hedging (which declares none) `hedging_program`."""
-    program = family.program(theta)
-    if program is not None:
-        return program
-    if family.name != "hedging":
-        raise ValueError(f"{family.name} declares no in-basis program")
-    return hedging_program(family, *family.unconstrained(theta.double()))
-
-
 def solve_to(family: Family, start: torch.Tensor, theta: torch.Tensor, tol: float,
              max_iterations: int = POLISH_BUDGET) -> SolveResult:
-    """Batched FISTA from `start` until each instance's certificate is <= tol: `polish(...,
-    method="fista")` where the family declares its program (FISTA also where a family opts into its
-    own Newton polish, so that warm and cold iterations count the same steps); for hedging the same
-    solver on `hedging_program`, stopped on the family's certificate (computed from x_u once per
-    instance instead of at every iteration)."""
-    theta = theta.double()
-    start = start.detach().double()
-    if family.program(theta[:1]) is not None:
-        from .polish import polish
-
-        result = polish(family, start, theta, tol, max_iterations, method="fista")
-        converged = torch.tensor([s == "polished" for s in result.status])
-        return SolveResult(result.x, result.residual, result.iterations, converged)
-    in_basis_program(family, theta[:1])  # refuses families other than hedging
-    unconstrained, residual = family.unconstrained(theta)
-
-    def build(index: torch.Tensor) -> CompositeProgram:
-        return hedging_program(family, unconstrained[index], residual[index])
-
-    return fista(build, start, tol, max_iterations,
-                 measure=lambda z, index: build(index).residual(z) / float(family.lipschitz))
+    """Batched FISTA from `start` until each instance's certificate measure is <= tol (FISTA also where
+    the family polishes by Newton, so that warm and cold iterations count the same steps)."""
+    return polish_answers(family, start.detach().double(), theta.double(), tol, max_iterations, method="fista")
 
 
 def timed(function: Callable[[], Any], min_seconds: float = 0.2, repeats: int = 3) -> tuple[Any, float]:
@@ -150,48 +100,12 @@ def cvxpy_available() -> bool:
 
 
 def cvxpy_problem(family: Family):
-    """(problem, variable, set_parameters(theta_row)) of the family's in-basis program (DPP)."""
-    import cvxpy as cp
-
-    x = cp.Variable(family.rank)
-    if family.name == "toy-box":
-        g, b, beta, log_kappa = cp.Parameter((2, 2)), cp.Parameter(2), cp.Parameter(2), cp.Parameter(1)
-        objective = 0.5 * cp.sum_squares(g @ x) + b @ x + cp.log_sum_exp(cp.hstack([cp.multiply(beta, x), log_kappa]))
-        problem = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
-
-        def set_parameters(theta_row: torch.Tensor) -> None:
-            p = family.split_theta(theta_row[None])
-            a = p["A"][0].numpy()
-            w, v = np.linalg.eigh((a + a.T) / 2)
-            g.value = (v * np.sqrt(np.clip(w, 0, None))).T
-            b.value, beta.value = p["b"][0].numpy(), p["beta"][0].numpy()
-            log_kappa.value = np.log(p["kappa"][0].numpy()).reshape(1)
-    elif family.name == "elliptic-pde":
-        from ..families.elliptic_pde import XI
-
-        values = np.sqrt(family.grid_weights.numpy())[:, None] * family.grid_values.numpy()
-        w, v = np.linalg.eigh(family.stiffness.numpy())
-        root = (v * np.sqrt(np.clip(w, 0, None))).T
-        scaled, load = cp.Parameter((family.rank, family.rank)), cp.Parameter(family.rank)
-        y = values @ x
-        objective = 0.5 * cp.sum_squares(cp.pos(y)) + 0.5 * (1 - XI) * cp.sum_squares(cp.neg(y)) \
-            + cp.sum_squares(scaled @ x) - load @ x
-        problem = cp.Problem(cp.Minimize(objective))
-
-        def set_parameters(theta_row: torch.Tensor) -> None:
-            scaled.value = np.sqrt(float(theta_row[0]) / 4) * root
-            load.value = family.load(theta_row[None], torch.float64)[0].numpy()
-    elif family.name == "hedging":
-        w, v = np.linalg.eigh(family.quadratic.numpy())
-        root = (v * np.sqrt(np.clip(w, 0, None))).T
-        unconstrained = cp.Parameter(family.rank)
-        problem = cp.Problem(cp.Minimize(cp.sum_squares(root @ x - root @ unconstrained)), [x[0] >= 0, x[0] <= 10])
-
-        def set_parameters(theta_row: torch.Tensor) -> None:
-            unconstrained.value = family.unconstrained(theta_row[None])[0][0].numpy()
-    else:
-        raise ValueError(f"no CVXPY formulation of {family.name}")
-    return problem, x, set_parameters
+    """(problem, variable, set_parameters(theta_row)) of the family's in-basis program as a DPP CVXPY
+    problem: the family's declared `cvxpy_form`; a ValueError where it declares none."""
+    form = family.cvxpy_form()
+    if form is None:
+        raise ValueError(f"{family.name} declares no CVXPY formulation (Family.cvxpy_form) to compare against")
+    return form
 
 
 def clarabel_settings(accuracy: float | None) -> dict[str, float]:
@@ -238,7 +152,7 @@ def time_to_accuracy_family(model, theta: torch.Tensor, tolerances, n_cvxpy: int
     Clarabel tolerances tol / 100)."""
     family = model.family
     answer, forward_seconds = timed(lambda: geo_forward(model, theta), min_seconds=0.0, repeats=3)
-    start_residual = family.certificate(answer, theta)
+    start_residual = family.certificate(answer, theta).measure
     out = {"n": len(theta), "forward_seconds": forward_seconds,
            "start_residual_median": float(start_residual.median()), "tolerances": {}}
     for tol in tolerances:
@@ -257,16 +171,14 @@ def time_to_accuracy_family(model, theta: torch.Tensor, tolerances, n_cvxpy: int
                  "warm_max_residual": float(warm.residual.max()),
                  "cold_max_residual": float(cold.residual.max())}
         if family.newton_polish:  # the family's default polish: active-set Newton
-            from .polish import polish
-
             started = time.perf_counter()
-            newton = polish(family, answer, theta, tol, POLISH_BUDGET)
+            newton = polish_answers(family, answer, theta, tol, POLISH_BUDGET)
             entry |= {"newton_seconds": forward_seconds + time.perf_counter() - started,
                       "newton_iterations": float(newton.iterations.double().mean()),
-                      "newton_converged": float(np.mean([st == "polished" for st in newton.status]))}
+                      "newton_converged": float(newton.converged.double().mean())}
         if n_cvxpy and tol in cvxpy_at and cvxpy_available():
             cvx = cvxpy_solve(family, theta[:n_cvxpy], accuracy=tol / 100)
-            reached = family.certificate(cvx["x"], theta[:n_cvxpy]) <= tol
+            reached = family.certificate(cvx["x"], theta[:n_cvxpy]).certified(tol)
             entry |= {"cvxpy_seconds": cvx["seconds"], "cvxpy_solver_seconds": cvx["solver_seconds"],
                       "cvxpy_reached": float(reached.double().mean()), "cvxpy_n": n_cvxpy}
         out["tolerances"][tol] = entry
@@ -282,7 +194,7 @@ def time_to_accuracy(out: Path, quick: bool) -> list[Row]:
 
     Accuracy is the family's certificate; Clarabel runs with its tolerances at tol / 100 and the
     fraction of its answers that reach tol is reported. Mean iterations per instance are in the settings."""
-    from . import bench_plots
+    from . import plots  # matplotlib only when a case draws
 
     n, n_cvxpy = (256, 50) if quick else (1000, 200)
     rows, curves = [], {}
@@ -327,5 +239,5 @@ def time_to_accuracy(out: Path, quick: bool) -> list[Row]:
                                      f"reached the residual"),
                          row("time-to-accuracy", f"{c} @{tol:g}: CVXPY / (GEO + polish) time per instance",
                              e["cvxpy_seconds"] * n / e["warm_seconds"], setting=s)]
-    bench_plots.time_to_accuracy(curves, out / "time_to_accuracy.png")
+    plots.time_to_accuracy(curves, out / "time_to_accuracy.png")
     return rows

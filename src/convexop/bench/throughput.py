@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .bench_cases import Row, case, row
-from .bench_solvers import (
+from .cases import Row, case, row
+from .solvers import (
     EXACT,
     cvxpy_available,
     cvxpy_solve,
@@ -113,7 +113,7 @@ def throughput_family(model, n_cvxpy: int, batches=BATCHES, sweep=SWEEP) -> dict
     family = model.family
     theta = instances(family, max(batches), 31)
     answer = geo_forward(model, theta)
-    tol = float(family.certificate(answer, theta).median())
+    tol = float(family.certificate(answer, theta).measure.median())
     out: dict[str, Any] = {"geo_residual": tol, "batches": {}}
     for batch in batches:
         rate, iterations = fista_rate(family, theta[:batch], tol)
@@ -123,7 +123,7 @@ def throughput_family(model, n_cvxpy: int, batches=BATCHES, sweep=SWEEP) -> dict
         rebuilt = cvxpy_solve(family, theta[:max(5, n_cvxpy // 10)], rebuild=True)
         out["cvxpy"] = {"rate": 1.0 / cvx["seconds"], "solver_rate": 1.0 / cvx["solver_seconds"],
                         "rebuilt_rate": 1.0 / rebuilt["seconds"], "n": n_cvxpy,
-                        "residual_max": float(family.certificate(cvx["x"], theta[:n_cvxpy]).max())}
+                        "residual_max": float(family.certificate(cvx["x"], theta[:n_cvxpy]).measure.max())}
     big = max(batches)
     geo = out["batches"][big]["geo"]
     tolerances, fista_rates, warm_rates = [], [], []
@@ -150,7 +150,7 @@ def throughput(out: Path, quick: bool) -> list[Row]:
     FISTA from zero stops being slower than the GEO's forward (batch 4096). hedging: CVXPY solves its
     in-basis QP, FISTA runs on it with x_u = A^+ H computed once per instance (the GEO's g recomputes
     it in every layer)."""
-    from . import bench_plots
+    from . import plots  # matplotlib only when a case draws
 
     n_cvxpy = 50 if quick else 200
     rows, curves = [], {}
@@ -187,9 +187,10 @@ def throughput(out: Path, quick: bool) -> list[Row]:
         sweep = result["sweep"]
         rows.append(row("throughput", f"{name}: FISTA from zero beats the GEO forward above tolerance",
                         sweep["crossover"], f"> GEO accuracy {tol:.2g}", sweep["crossover"] > tol,
-                        f"batch {sweep['batch']}, tolerances 1e-1 to {min(sweep['tolerances']):.0e} (half decades, until FISTA is "
-                        "20x slower than the GEO), log-log interpolation; inf: FISTA slower at every tolerance tried"))
-    bench_plots.throughput_against_tolerance(curves, out / "throughput_tolerance.png")
+                        f"batch {sweep['batch']}, tolerances 1e-1 to {min(sweep['tolerances']):.0e} (half decades, "
+                        "until FISTA is 20x slower than the GEO), log-log interpolation; inf: FISTA slower at every "
+                        "tolerance tried"))
+    plots.throughput_against_tolerance(curves, out / "throughput_tolerance.png")
     return rows
 
 
@@ -199,7 +200,8 @@ def flops(out: Path, quick: bool) -> list[Row]:
     and the fraction of this machine's float32 matmul peak reached at batch 4096."""
     peak = peak_flops()
     threads = torch.get_num_threads()
-    rows = [row("flops", "peak float32 matmul GFLOP/s", peak / 1e9, setting=f"1024 x 1024 @ 1024 x 1024, {threads} thread(s)")]
+    rows = [row("flops", "peak float32 matmul GFLOP/s", peak / 1e9,
+                setting=f"1024 x 1024 @ 1024 x 1024, {threads} thread(s)")]
     for name in EXACT:
         model, settings = solver_geo(out, name, quick)
         parts = geo_flops(model)

@@ -246,7 +246,7 @@ def run_width_study(settings_list: list[StudySettings], out: str | Path,
                     callback: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every model x problem in `settings_list` into `out`; returns the summary (also written)."""
     from ..models.base import atomic_write_bytes
-    from . import study_plots
+    from . import plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,8 +269,8 @@ def run_width_study(settings_list: list[StudySettings], out: str | Path,
     import json
 
     atomic_write_bytes(out / "curves.json", json.dumps(curves).encode())
-    atomic_write_bytes(out / "curves.csv", study_plots.curves_csv(pairs).encode())
-    figures = study_plots.draw(pairs, out / "plots")
+    atomic_write_bytes(out / "curves.csv", plots.curves_csv(pairs).encode())
+    figures = plots.draw(pairs, out / "plots")
     summary = {"pairs": [{"model": p["settings"]["model"], "problem": p["settings"]["problem"],
                           "settings": p["settings"], "verdict": p["verdict"],
                           "seconds": {str(r["width"]): r["seconds"] for r in p["results"]},

@@ -1,4 +1,4 @@
-"""Batched FISTA / forward-backward splitting for in-basis programs, with a per-instance stop.
+"""Batched FISTA / forward-backward splitting with a per-instance stop.
 
 Solves min_x S(x) + h(x) (a `CompositeProgram`) for a batch of instances from given starts:
 
@@ -6,42 +6,33 @@ Solves min_x S(x) + h(x) (a `CompositeProgram`) for a batch of instances from gi
 
 (Beck-Teboulle FISTA) with the gradient-based adaptive restart of O'Donoghue-Candes (momentum is
 reset when <y_k - x_{k+1}, x_{k+1} - x_k> > 0), which recovers linear convergence on strongly
-convex programs. Step: t = 1 / lipschitz where the program knows a bound; otherwise (g not globally
+convex programs. Step: t = 1 / lipschitz where the program knows a bound; otherwise (S not globally
 L-smooth) t starts at 1 and is halved per instance until the sufficient-decrease condition
 S(x+) <= S(y) + <grad S(y), x+ - y> + ||x+ - y||^2 / (2 t) holds (backtracking; t never grows).
 
-Each instance stops as soon as its stopping measure (by default the program's certificate) is
-<= tol and is then frozen; `iterations` counts forward-backward steps (0 if the start already
-passes). Finished instances are dropped from the working batch (the program is rebuilt on the
-remaining ones through `build(index)`).
+Each instance stops as soon as the program's certificate measure (`program.measure`) is <= tol and
+is then frozen; `iterations` counts forward-backward steps (0 if the start already passes).
+Finished instances are dropped from the working batch (`program.subset`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from ..certificates import CompositeProgram
+from .program import CompositeProgram, SolveResult
 
-__all__ = ["SolveResult", "fista"]
+__all__ = ["fista"]
 
-Build = Callable[[torch.Tensor], CompositeProgram]  # index (k,) -> program of those instances
 Measure = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (k, R), index (k,)) -> (k,)
 
 
-@dataclass
-class SolveResult:
-    x: torch.Tensor  # (n, R)
-    residual: torch.Tensor  # (n,) stopping measure at x
-    iterations: torch.Tensor  # (n,) int64 forward-backward steps taken
-    converged: torch.Tensor  # (n,) bool: residual <= tol
-
-
-def fista(build: Build, x0: torch.Tensor, tol: float, max_iterations: int,
-          measure: Measure | None = None, max_backtracks: int = 60) -> SolveResult:
-    """Run FISTA from x0 (n, R) until measure <= tol per instance or max_iterations steps."""
+def fista(program: CompositeProgram, x0: torch.Tensor, tol: float, max_iterations: int,
+          max_backtracks: int = 60, measure: Measure | None = None) -> SolveResult:
+    """Run FISTA from x0 (n, R) until the stopping measure <= tol per instance or max_iterations
+    steps; the measure is program.measure unless `measure(x, index)` (k,) is given (e.g. the error
+    against a known answer, for benchmarks at equal accuracy)."""
     n = x0.shape[0]
     device = x0.device
     x = x0.detach().clone()
@@ -50,10 +41,10 @@ def fista(build: Build, x0: torch.Tensor, tol: float, max_iterations: int,
     iterations = torch.zeros(n, dtype=torch.int64, device=device)
     converged = torch.zeros(n, dtype=torch.bool, device=device)
     index = torch.arange(n, device=device)
-    program = build(index)
+    whole = program
 
     def stopping(program: CompositeProgram, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return program.residual(x) if measure is None else measure(x, index)
+        return program.measure(x) if measure is None else measure(x, index)
 
     residual = stopping(program, x, index)
     y = x.clone()
@@ -69,7 +60,7 @@ def fista(build: Build, x0: torch.Tensor, tol: float, max_iterations: int,
             index, x, y, momentum, step = index[keep], x[keep], y[keep], momentum[keep], step[keep]
             if len(index) == 0:
                 break
-            program = build(index)
+            program = whole.subset(index)
         if iteration == max_iterations:
             break
         value, gradient = program.value_and_gradient(y)

@@ -1,0 +1,1 @@
+"""Answering instances with a trained run: the answer vocabulary, solve (batched, streamed) and polish."""

@@ -1,0 +1,82 @@
+"""The answer vocabulary: statuses in CVXPY's words, strict JSON, non-finite answers as `error`,
+honest parameter domains, and refusals of non-finite samplers and references."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convexop import data
+from convexop.errors import InputError
+from convexop.families import get_family
+from convexop.models.base import build_model
+from convexop.serving.answers import statuses
+from convexop.serving.solve import solve_instances
+from convexop.solvers.program import Certificate
+
+INSTANCE = {"A": [[2, 0.5], [0.5, 1]], "b": [1, -3], "c": 0, "beta": [0, 0], "kappa": 1}
+
+
+def _certificate(residual, violation, gap=None):
+    t = lambda v: torch.tensor(v, dtype=torch.float64)
+    return Certificate(t(residual), t(violation), t([0.0] * len(residual)), None if gap is None else t(gap))
+
+
+def test_status_is_optimal_only_when_the_whole_measure_is_within_tol():
+    finite = np.ones(4, dtype=bool)
+    certificate = _certificate([1e-8, 1e-3, 1e-8, float("nan")], [0.0, 0.0, 1e-2, 0.0])
+    got = [s for s, _ in statuses(True, certificate, finite, 1e-6)]
+    assert got == ["optimal", "optimal_inaccurate", "optimal_inaccurate", "error"]
+    # QP duals: the gap (not the residual) with the violation decides
+    qp = _certificate([1.0, 1e-9], [1e-9, 1e-3], gap=[1e-9, 1e-9])
+    assert [s for s, _ in statuses(True, qp, np.ones(2, dtype=bool), 1e-6)] == ["optimal", "optimal_inaccurate"]
+    assert statuses(False, None, np.ones(1, dtype=bool), 1e-6) == [("approximate", "")]
+    status, reason = statuses(True, certificate, np.array([False, True, True, True]), 1e-6)[0]
+    assert status == "error" and "not finite" in reason
+
+
+def test_non_finite_model_answers_are_errors_with_null_values_and_strict_json():
+    family = get_family("toy-box")
+    torch.manual_seed(0)
+    model = build_model("geo", family, depth=2, width=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    answers = solve_instances(model, [INSTANCE, INSTANCE])
+    json.dumps(answers, allow_nan=False)  # raises on a bare NaN
+    for answer in answers["instances"]:
+        assert answer["status"] == "error" and answer["values"] is None and answer["coefficients"] is None
+        assert "not finite" in answer["reason"] and answer["residual"] is None
+
+
+def test_unbounded_parameter_ends_are_honest_magnitudes():
+    family = get_family("toy-box")
+    for field, value in [("c", 1e308), ("kappa", 1e308), ("b", [3e38, 0.0])]:
+        with pytest.raises(InputError, match=field):
+            family.theta_from_instances([INSTANCE | {field: value}])
+    assert "1e+06" in family.parameters[2].domain()
+    family.theta_from_instances([INSTANCE | {"c": 1e6}])  # the bound itself is inside
+
+
+def test_generate_refuses_non_finite_sampler_and_reference_draws():
+    import convexop
+
+    def sampler(n, rng):
+        b = rng.normal(size=(n, 2))
+        b[3, 1] = np.nan
+        return {"b": b}
+
+    family = convexop.from_torch(lambda x, t: ((x - t["b"]) ** 2).sum(-1), variables=2, parameters={"b": 2},
+                                 sampler=sampler)
+    with pytest.raises(InputError, match=r"sampler.*non-finite.*index \[3, 1\]"):
+        data.generate(family, 10, 0)
+    good = convexop.from_torch(lambda x, t: ((x - t["b"]) ** 2).sum(-1), variables=2, parameters={"b": 2},
+                               sampler={"b": (-1, 1)},
+                               reference=lambda t: torch.full((len(t["b"]), 2), float("inf")))
+    with pytest.raises(InputError, match=r"reference.*non-finite"):
+        data.generate(good, 5, 0)
+    outside = convexop.from_torch(lambda x, t: ((x - t["b"]) ** 2).sum(-1), variables=2,
+                                  parameters={"b": 2}, sampler=lambda n, rng: {"b": np.full((n, 2), 1e7)})
+    with pytest.raises(InputError, match=r"sampler.*b outside its domain.*instance 0"):
+        data.generate(outside, 5, 0)
