@@ -184,7 +184,8 @@ def plots(run_dir: Path, family: Hedging, model, theta: np.ndarray, heston_value
             predicted = family.price(model.coefficients(torch.as_tensor(grid, dtype=torch.float32)).double()).numpy()
         optimum = family.market.s0 * family.in_basis_optimum(grid)[:, 0]
         exact = heston.gap_prices(family.market, np.array([family.market.s0]), np.array([family.market.v0]),
-                                  family.market.maturity, grid[:, 1], grid[:, 2], np.full(len(strike), kind in (1, 3)))[0]
+                                  family.market.maturity, grid[:, 1], grid[:, 2],
+                                  np.full(len(strike), kind in (1, 3)))[0]
         axis.plot(strike, exact, "k-", lw=2, label="Heston")
         axis.plot(strike, optimum, "g--", lw=1.5, label="in-basis optimum (500 paths)")
         axis.plot(strike, predicted, "r:", lw=2, label="GEO")

@@ -45,7 +45,7 @@ from qp_dc3_solvers import clarabel_solve, cvxpy_solve, moreau_solve, osqp_solve
 
 from convexop import __version__
 from convexop import data as datasets
-from convexop.families import Family, get_family
+from convexop.families import FAMILIES, get_family
 from convexop.families.qp_dc3 import SLACK_WEIGHT, dc3_problem
 from convexop.models.base import from_checkpoint
 from convexop.serving.polish import polish_answers
@@ -107,7 +107,7 @@ def make_data(family, run: Path) -> dict:
 
 
 def train(run: Path, overrides: dict[str, str]) -> dict:
-    config = resolve_config(Family.registry["qp-dc3"], "geo", overrides)
+    config = resolve_config(FAMILIES["qp-dc3"], "geo", overrides)
     config.training.tensorboard = False
     started = time.perf_counter()
     train_run(config, run)
@@ -195,7 +195,8 @@ def evaluate(family, run: Path, quick: bool) -> dict:
     started = time.perf_counter()
     _, z_ipm, iterations = interior_point(dual.data, tol=1e-10)
     methods.append(score_duals(family, "convexop batched interior point (cold)", z_ipm.numpy(),
-                               time.perf_counter() - started, theta, f"mean {float(iterations.double().mean()):.1f} iterations"))
+                               time.perf_counter() - started, theta,
+                               f"mean {float(iterations.double().mean()):.1f} iterations"))
     for tol in TOLS:
         started = time.perf_counter()
         cold = dual.polish(torch.zeros(n, 100, dtype=torch.float64), tol, 10_000, interior=inner,
@@ -256,51 +257,67 @@ def markdown(result: dict) -> str:
     def yes(ok: bool) -> str:
         return "yes" if ok else "**no**"
     lines = ["# qp-dc3: GEO on DC3's convex QP (through its dual)", "",
-             (f"convexop {result['version']}; {result['machine']}; DC3's 10,000 instances (seed 17), train = first 8334, "
-             f"test = last {ev['test_instances']}. Every time is one CPU thread."), "",
+             (f"convexop {result['version']}; {result['machine']}; DC3's 10,000 instances (seed 17), "
+              f"train = first 8334, test = last {ev['test_instances']}. Every time is one CPU thread."), "",
              "| | GEO (convexop, no polish) | GEO + polish 1e-6 | DC3 (published) |", "|---|---|---|---|",
              (f"| mean objective (optimum {geo['mean_optimum']:.2f}) | {geo['mean_objective']:.2f} | "
              f"{geo['mean_optimum']:.2f} | {DC3['objective']} (optimum {DC3['optimum']}) |"),
-             f"| gap of the mean objective | {100 * geo['gap_of_means']:.2f}% | 0 (certified) | {100 * DC3['gap']:.1f}% |",
+             (f"| gap of the mean objective | {100 * geo['gap_of_means']:.2f}% | 0 (certified) | "
+              f"{100 * DC3['gap']:.1f}% |"),
              f"| mean per-instance relative gap | {100 * geo['relative_gap_mean']:.2f}% | <= 1e-6 | n/a |",
-             f"| max inequality violation | {geo['max_ineq_violation']:.1e} | {p6['max_violation']:.1e} | {DC3['max_ineq_violation']:.1e} |",
-             f"| max equality violation | {geo['max_eq_violation']:.1e} | {p6['max_violation']:.1e} | ~0 (completion) |",
-             (f"| time per instance | {1e6 * geo['forward_seconds_per_instance']:.0f} us (CPU, batch {ev['test_instances']}) | "
-             f"{1e6 * p6['geo_plus_polish_seconds_per_instance']:.0f} us | ~21 us (GPU) |"), "",
+             (f"| max inequality violation | {geo['max_ineq_violation']:.1e} | {p6['max_violation']:.1e} | "
+              f"{DC3['max_ineq_violation']:.1e} |"),
+             (f"| max equality violation | {geo['max_eq_violation']:.1e} | {p6['max_violation']:.1e} | "
+              "~0 (completion) |"),
+             (f"| time per instance | {1e6 * geo['forward_seconds_per_instance']:.0f} us "
+              f"(CPU, batch {ev['test_instances']}) | "
+              f"{1e6 * p6['geo_plus_polish_seconds_per_instance']:.0f} us | ~21 us (GPU) |"), "",
              "## Targets", "", "| target | measured | met |", "|---|---|---|",
-             f"| mean relative optimality gap <= 0.5% (no polish) | {100 * geo['relative_gap_mean']:.2f}% | {yes(geo['relative_gap_mean'] <= 5e-3)} |",
-             (f"| max primal violation <= 1e-4 (no polish) | {max(geo['max_eq_violation'], geo['max_ineq_violation']):.1e} | "
-             f"{yes(max(geo['max_eq_violation'], geo['max_ineq_violation']) <= 1e-4)} |"),
-             f"| every test instance certified at 1e-6 after polish | {100 * p6['certified']:.1f}% | {yes(p6['certified'] == 1.0)} |",
+             (f"| mean relative optimality gap <= 0.5% (no polish) | {100 * geo['relative_gap_mean']:.2f}% | "
+              f"{yes(geo['relative_gap_mean'] <= 5e-3)} |"),
+             (f"| max primal violation <= 1e-4 (no polish) | "
+              f"{max(geo['max_eq_violation'], geo['max_ineq_violation']):.1e} | "
+              f"{yes(max(geo['max_eq_violation'], geo['max_ineq_violation']) <= 1e-4)} |"),
+             (f"| every test instance certified at 1e-6 after polish | {100 * p6['certified']:.1f}% | "
+              f"{yes(p6['certified'] == 1.0)} |"),
              (f"| GEO throughput (batch 4096) >= 50x OSQP | {ev['throughput_ratio_vs_osqp']:.2f}x "
              f"({ev['geo_instances_per_second_batch_4096']:.0f}/s vs {ev['osqp_instances_per_second']:.0f}/s) | "
              f"{yes(ev['throughput_ratio_vs_osqp'] >= 50)} |"),
-             f"| training <= 15 min | {result['training']['wall_seconds'] / 60:.1f} min | {yes(result['training']['wall_seconds'] <= 900)} |", "",
+             (f"| training <= 15 min | {result['training']['wall_seconds'] / 60:.1f} min | "
+              f"{yes(result['training']['wall_seconds'] <= 900)} |"), "",
              "## GEO answers", "",
-             (f"- dual relative L2 error {100 * geo['dual_relative_l2']:.2f}%; median certificate (relative gap of the recovered pair) "
-             f"{geo['certificate_median']:.2e}; raw recovery -Q^-1 r (no lambda re-solve, no ratio test): max violation "
-             f"{geo['raw_recovery_max_violation']:.2e}."),
+             (f"- dual relative L2 error {100 * geo['dual_relative_l2']:.2f}%; "
+              "median certificate (relative gap of the recovered pair) "
+              f"{geo['certificate_median']:.2e}; raw recovery -Q^-1 r (no lambda re-solve, no ratio test): "
+              "max violation "
+              f"{geo['raw_recovery_max_violation']:.2e}."),
              (f"- one KKT solve on the predicted active set (rule mu_i > {SLACK_WEIGHT} slack_i): exact active set for "
-             f"{100 * ev['geo_one_kkt']['exact_active_set']:.1f}%, certified at 1e-6 for {100 * ev['geo_one_kkt']['certified_1e-6']:.1f}%, "
-             f"mean relative gap {100 * ev['geo_one_kkt']['relative_gap_mean']:.3f}%."),
-             (f"- polish to 1e-6: first guess accepted {100 * p6['first_guess_acceptance']:.1f}%, {p6['kkt_solves_mean']:.2f} KKT solves "
-             f"and {p6['fista_steps_mean']:.1f} FISTA steps per instance, {1e6 * p6['seconds_per_instance']:.0f} us per instance; "
-             f"to 1e-3: {100 * p3['certified']:.1f}% certified, {1e6 * p3['seconds_per_instance']:.0f} us."), "",
+              f"{100 * ev['geo_one_kkt']['exact_active_set']:.1f}%, "
+              f"certified at 1e-6 for {100 * ev['geo_one_kkt']['certified_1e-6']:.1f}%, "
+              f"mean relative gap {100 * ev['geo_one_kkt']['relative_gap_mean']:.3f}%."),
+             (f"- polish to 1e-6: first guess accepted {100 * p6['first_guess_acceptance']:.1f}%, "
+              f"{p6['kkt_solves_mean']:.2f} KKT solves "
+              f"and {p6['fista_steps_mean']:.1f} FISTA steps per instance, "
+              f"{1e6 * p6['seconds_per_instance']:.0f} us per instance; "
+              f"to 1e-3: {100 * p3['certified']:.1f}% certified, {1e6 * p3['seconds_per_instance']:.0f} us."), "",
              "## Time to accuracy (cold solvers; seconds per instance; fraction certified by the same certificate)", "",
              "| method | s / instance | certified 1e-3 | certified 1e-6 | max gap | max violation | note |",
              "|---|---|---|---|---|---|---|"]
     for m in ev["classical"]:
         lines.append(f"| {m['method']} | {m['seconds_per_instance']:.2e} | {100 * m['certified_0.001']:.1f}% | "
-                     f"{100 * m['certified_1e-06']:.1f}% | {m['max_gap']:.1e} | {m['max_violation']:.1e} | {m['note']} |")
+                     f"{100 * m['certified_1e-06']:.1f}% | {m['max_gap']:.1e} | {m['max_violation']:.1e} | "
+                     f"{m['note']} |")
     for tol in TOLS:
         p = ev["polish"][f"{tol:g}"]
         lines.append(f"| **GEO + polish (tol {tol:g})** | {p['geo_plus_polish_seconds_per_instance']:.2e} | "
-                     f"{'100.0%' if tol == 1e-3 and p['certified'] == 1 else ''} | {'100.0%' if tol == 1e-6 and p['certified'] == 1 else ''} | "
+                     f"{'100.0%' if tol == 1e-3 and p['certified'] == 1 else ''} | "
+                     f"{'100.0%' if tol == 1e-6 and p['certified'] == 1 else ''} | "
                      f"{p['max_residual']:.1e} | {p['max_violation']:.1e} | forward + polish |")
     be = result["break_even"]
     lines += ["", "## Break-even", "",
-              (f"Fixed cost: data generation {result['data']['reference_seconds']:.0f} s ({result['data']['instances']} references) + "
-              f"training {result['training']['wall_seconds']:.0f} s = {be['fixed_seconds']:.0f} s."), ""]
+              (f"Fixed cost: data generation {result['data']['reference_seconds']:.0f} s "
+               f"({result['data']['instances']} references) + "
+               f"training {result['training']['wall_seconds']:.0f} s = {be['fixed_seconds']:.0f} s."), ""]
     for tol in TOLS:
         b = be[f"{tol:g}"]
         verdict = ("never (GEO + polish is slower per instance)" if b["instances"] == math.inf
@@ -309,7 +326,8 @@ def markdown(result: dict) -> str:
                      f"({1e6 * b['best_seconds_per_instance']:.0f} us/instance) vs GEO + polish "
                      f"{1e6 * b['geo_plus_polish_seconds_per_instance']:.0f} us/instance: break-even {verdict}.")
     lines += ["", "## Notes", "", *NOTES]
-    lines += ["", f"Training: {json.dumps(result['training']['model'])}, {json.dumps({k: result['training']['training'][k] for k in ('steps', 'batch_size', 'lr', 'schedule')})}.", ""]
+    training = {k: result["training"]["training"][k] for k in ("steps", "batch_size", "lr", "schedule")}
+    lines += ["", f"Training: {json.dumps(result['training']['model'])}, {json.dumps(training)}.", ""]
     return "\n".join(lines)
 
 

@@ -58,7 +58,8 @@ def main(run_dir: str) -> None:
     print("| solver | iterations (mean) | seconds (400 instances) | max residual | max |x - ours| |")
     print("|---|---|---|---|---|")
     for label, iterations, seconds, residual, x in rows:
-        print(f"| {label} | {iterations:.1f} | {seconds:.3f} | {residual:.1e} | {float((x - reference).abs().max()):.1e} |")
+        print(f"| {label} | {iterations:.1f} | {seconds:.3f} | {residual:.1e} | "
+              f"{float((x - reference).abs().max()):.1e} |")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ def score(run_dir: Path, optimum: bool = True) -> dict:
     last = history[-1].split(",")
     out["training_seconds"] = float(last[-1])
     out["seconds_per_step"] = float(last[-1]) / int(last[0])
-    out["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    out["machine"] = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                      f"torch threads {torch.get_num_threads()}")
     return out
 
 
@@ -139,7 +140,8 @@ def table(result: dict, cli_metrics: dict) -> str:
             ("objective gap g(x) - g(x_opt): GEO (mean / max)",
              f"{o['geo_objective_gap']['mean']:.2e} / {o['geo_objective_gap']['max']:.2e}"),
             ("objective gap: best approximation (mean / max)",
-             f"{o['best_approximation_objective_gap']['mean']:.2e} / {o['best_approximation_objective_gap']['max']:.2e}"),
+             (f"{o['best_approximation_objective_gap']['mean']:.2e} / "
+              f"{o['best_approximation_objective_gap']['max']:.2e}")),
             ("mean optimal objective g(x_opt)", f"{o['mean_optimal_objective']:.4f}"),
         ]
     width = max(len(r[0]) for r in rows)

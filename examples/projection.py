@@ -6,7 +6,8 @@ a quadratic, min_x 1/2 (x - b)' Q (x - b) s.t. x >= 0 (Q fixed, b the parameter)
 
 The five things that define it: its parameters and their law (`parameters`, `sample`), the basis
 (identity here), the fixed part f (a prox-library function), the instance loss g (batched over
-instances and over query points), and what the solvers may know (`lipschitz`, `has_hessian`); `default_training` sets `train`'s defaults.
+instances and over query points), and what the solvers may know (`lipschitz`, `has_hessian`);
+`default_training` sets `train`'s defaults.
 Everything else (activation, certificate, polish, in-basis optimum, reference) is derived.
 """
 

@@ -11,7 +11,8 @@ import torch
 
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.families import Family, get_family
+from convexop.families import FAMILIES as BUILTIN
+from convexop.families import get_family
 from convexop.models import build_model, from_checkpoint, save_model
 from convexop.references.random_fields import periodic_field
 from convexop.training.config import resolve_config
@@ -116,7 +117,7 @@ def test_checkpoint_round_trip(tmp_path, model):
 def test_short_training_on_antiderivative_lowers_the_error(tmp_path, model, overrides, target):
     settings = {"n_instances": "300", "test_fraction": "0.2", "tensorboard": "false", "eval_every": "1000",
                 "checkpoint_every": "1000"} | overrides
-    config = resolve_config(Family.registry["antiderivative"], model, settings)
+    config = resolve_config(BUILTIN["antiderivative"], model, settings)
     torch.manual_seed(config.training.seed)
     family = get_family("antiderivative")
     fresh = build_model(model, family, **config.model_kwargs)
@@ -133,10 +134,10 @@ def test_short_training_on_antiderivative_lowers_the_error(tmp_path, model, over
 
 def test_set_keys_are_validated_per_model():
     with pytest.raises(InputError, match="unknown key; valid keys: .*basis_size"):
-        resolve_config(Family.registry["antiderivative"], "deeponet", {"modes": "4"})
+        resolve_config(BUILTIN["antiderivative"], "deeponet", {"modes": "4"})
     with pytest.raises(InputError, match="activation"):
         build_model("mlp", get_family("antiderivative"), activation="swish")
-    config = resolve_config(Family.registry["burgers"], "fno", {"modes": "4", "resolution": "512"})
+    config = resolve_config(BUILTIN["burgers"], "fno", {"modes": "4", "resolution": "512"})
     assert config.model_kwargs["modes"] == 4 and config.family_config["resolution"] == 512
     with pytest.raises(InputError, match="resolution"):
         get_family("burgers", resolution=300)
@@ -171,7 +172,8 @@ def test_width_study_cli_writes_every_curve(tmp_path, capsys):
             assert [s for s, _ in result["hessian"]] == [0, 3, 6]
             assert all(v > 0 for _, v in result["hessian"]) and result["distance"][0] == 0 < result["distance"][-1]
     rows = (out / "curves.csv").read_text().strip().splitlines()
-    assert rows[0].startswith("model,problem,width,step,loss,grad_norm,distance,hessian_norm") and len(rows) == 1 + 4 * 7
+    assert rows[0].startswith("model,problem,width,step,loss,grad_norm,distance,hessian_norm")
+    assert len(rows) == 1 + 4 * 7
     for name in ("curves_deeponet_burgers.png", "curves_fno_burgers.png", "final_loss_vs_width.png",
                  "hessian_vs_width.png"):
         assert (out / "plots" / name).stat().st_size > 1000

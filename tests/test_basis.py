@@ -35,7 +35,8 @@ def test_projection_is_l2_orthogonal():
 
 
 def test_multi_index_order_is_the_authors():
-    assert total_degree_indices(2, 3) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0)]
+    assert total_degree_indices(2, 3) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1),
+                                          (3, 0)]
     assert len(total_degree_indices(3, 2)) == 10
 
 

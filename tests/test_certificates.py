@@ -141,7 +141,8 @@ def test_fista_backtracks_without_a_lipschitz_bound():
                                 select=build)
 
     result = fista(build(torch.arange(2)), torch.zeros(2, 2, dtype=torch.float64), 1e-10, 5000)
-    expected = (0.5 * torch.log(target.clamp_min(1e-300))).where(target > 0, torch.full_like(target, -5.0)).clamp(-5, 0.4)
+    expected = (0.5 * torch.log(target.clamp_min(1e-300))).where(target > 0, torch.full_like(target, -5.0))
+    expected = expected.clamp(-5, 0.4)
     assert result.converged.all()
     assert torch.allclose(result.x, expected, atol=1e-8)
 
@@ -208,9 +209,11 @@ def _saved_run(tmp_path, family_name, **model_kwargs):
 def test_cli_solve_polish_elliptic_and_refuse_heat(tmp_path, capsys):
     run_dir = _saved_run(tmp_path, "elliptic-pde")  # forward-backward init, untrained
     instances = tmp_path / "in.json"
-    instances.write_text(json.dumps({"instances": [{"nu": 0.1, "a": 3.0, "c": -0.2}, {"nu": 0.02, "a": 5.0, "c": 0.7}]}))
+    instances.write_text(json.dumps({"instances": [{"nu": 0.1, "a": 3.0, "c": -0.2},
+                                                   {"nu": 0.02, "a": 5.0, "c": 0.7}]}))
     out = tmp_path / "out.json"
-    code, _, _ = _run(["solve", str(run_dir), "--instances", str(instances), "--out", str(out), "--polish", "1e-9"], capsys)
+    code, _, _ = _run(["solve", str(run_dir), "--instances", str(instances), "--out", str(out), "--polish", "1e-9"],
+                      capsys)
     assert code == 0
     answers = json.loads(out.read_text())["instances"]
     family = get_family("elliptic-pde")
@@ -222,7 +225,8 @@ def test_cli_solve_polish_elliptic_and_refuse_heat(tmp_path, capsys):
     heat_in = tmp_path / "heat.json"
     heat_in.write_text(json.dumps({"instances": [{"nu": 0.1}]}))
     never = tmp_path / "never.json"
-    code, _, err = _run(["solve", str(heat_run), "--instances", str(heat_in), "--out", str(never), "--polish", "1e-6"], capsys)
+    code, _, err = _run(["solve", str(heat_run), "--instances", str(heat_in), "--out", str(never), "--polish", "1e-6"],
+                        capsys)
     assert code == 2 and "not an exact convex program" in err and len(err.strip().splitlines()) == 1
     assert not never.exists()
     code, _, _ = _run(["solve", str(heat_run), "--instances", str(heat_in), "--out", str(out)], capsys)

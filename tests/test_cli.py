@@ -65,7 +65,7 @@ def test_generate_is_deterministic(tmp_path, capsys):
 def test_train_evaluate_solve_round_trip(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run(["train", "toy-box", "--out", str(run_dir)] + SMALL, capsys)[0] == 0
-    code, out, _ = run(["evaluate", str(run_dir)], capsys)
+    code, _out, _ = run(["evaluate", str(run_dir)], capsys)
     assert code == 0 and json.loads((run_dir / "metrics.json").read_text())["parameters"] == 3 * 2 * (2 + 10 + 1) + 4
     instances = tmp_path / "in.json"
     instances.write_text(json.dumps({"instances": [
@@ -84,20 +84,23 @@ def test_train_evaluate_solve_round_trip(tmp_path, capsys):
     code, _, err = run(["train", "toy-box", "--out", str(tmp_path / "r2"), "--set", "depht=3"], capsys)
     assert code == 2 and "depht" in err and "valid keys" in err
     for payload, field in [("{not json", "--instances"), ('{"instances": [{"nu": 0.1}]}', "nu"),
-                           ('{"instances": [{"A": [[1, 2], [0, 1]], "b": [0, 0], "c": 0, "beta": [0, 0], "kappa": 1}]}', "A"),
-                           ('{"instances": [{"A": [[1, 0], [0, 1]], "b": [0, 0], "c": 0, "beta": [0, 0], "kappa": -1}]}', "kappa"),
+                           (('{"instances": [{"A": [[1, 2], [0, 1]], "b": [0, 0], "c": 0, "beta": [0, 0], '
+                             '"kappa": 1}]}'), "A"),
+                           (('{"instances": [{"A": [[1, 0], [0, 1]], "b": [0, 0], "c": 0, "beta": [0, 0], '
+                             '"kappa": -1}]}'), "kappa"),
                            ('{"things": []}', "instances")]:
         bad = tmp_path / "bad.json"
         bad.write_text(payload)
         out_file = tmp_path / "never.json"
         code, _, err = run(["solve", str(run_dir), "--instances", str(bad), "--out", str(out_file)], capsys)
         assert code == 2 and field in err and not out_file.exists(), payload
-    code, _, err = run(["solve", str(tmp_path), "--instances", str(instances), "--out", str(tmp_path / "x.json")], capsys)
+    code, _, err = run(["solve", str(tmp_path), "--instances", str(instances), "--out", str(tmp_path / "x.json")],
+                       capsys)
     assert code == 2 and "not a run" in err
 
 
 def test_subprocess_exit_code_and_single_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "convexop.cli", "generate", "toy-box", "--n", "abc",
-                             "--out", str(tmp_path / "d.h5")], capture_output=True, text=True)
+                             "--out", str(tmp_path / "d.h5")], check=False, capture_output=True, text=True)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr

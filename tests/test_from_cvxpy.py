@@ -115,7 +115,8 @@ def test_route_b_dual_recovers_the_primal_optimum():
 @pytest.mark.parametrize("build, message", [
     (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x)), [p * p * x <= 1]), "not DPP"),
     (lambda x, p: cp.Problem(cp.Maximize(cp.sum_squares(x - p))), "not convex"),
-    (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x - p)), [cp.exp(x[0]) + x[1] <= 1]), "neither a simple set nor affine"),
+    (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x - p)), [cp.exp(x[0]) + x[1] <= 1]),
+     "neither a simple set nor affine"),
     (lambda x, p: cp.Problem(cp.Minimize(cp.sum(cp.abs(x - p)))), "not smooth"),
     (lambda x, p: cp.Problem(cp.Minimize(cp.sum_squares(x[0] - p)), [cp.sum(x) == 1, x[0] <= 2 * x[1]]), "singular"),
 ])

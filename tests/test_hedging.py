@@ -183,7 +183,8 @@ def test_characteristic_exponents_solve_the_riccati_equations():
                 k2 = rhs(d + h / 2 * k1)
                 k3 = rhs(d + h / 2 * k2)
                 k4 = rhs(d + h * k3)
-                c += m.kappa * m.long_run_variance * h / 6 * (d + 2 * (d + h / 2 * k1) + 2 * (d + h / 2 * k2) + d + h * k3)
+                c += (m.kappa * m.long_run_variance * h / 6
+                      * (d + 2 * (d + h / 2 * k1) + 2 * (d + h / 2 * k2) + d + h * k3))
                 d += h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
             closed_c, closed_d = heston.char_exponents(m, u, tau, j)
             assert np.abs(closed_d - d).max() < 1e-9 and np.abs(closed_c - c).max() < 1e-6
@@ -200,7 +201,8 @@ def test_prices_match_scipy_quad_and_greeks_match_finite_differences():
 
     cases = [(10.0, 0.05, 1.0, 9.5, 10.5), (9.0, 0.01, 0.01, 9.05, 9.05), (11.0, 0.0, 0.02, 10.0, 10.5)]
     for spot, variance, tau, strike, trigger in cases:
-        expected = spot * probability(1, spot, variance, tau, trigger) - strike * probability(2, spot, variance, tau, trigger)
+        expected = (spot * probability(1, spot, variance, tau, trigger)
+                    - strike * probability(2, spot, variance, tau, trigger))
         got = heston.gap_prices(MARKET, np.array([spot]), np.array([variance]), tau, np.array([strike]),
                                 np.array([trigger]), np.array([False]))[0, 0]
         assert abs(got - expected) < 1e-10
@@ -215,7 +217,8 @@ def test_prices_match_scipy_quad_and_greeks_match_finite_differences():
     assert np.allclose(greeks["delta"], (price(spot + h, variance) - price(spot - h, variance)) / (2 * h), atol=1e-7)
     assert np.allclose(greeks["vega"], (price(spot, variance + h) - price(spot, variance - h)) / (2 * h), atol=1e-5)
     hedge = heston.minimal_variance_hedges(MARKET, spot, variance, 0.5, strike, trigger, put)
-    assert np.allclose(hedge, greeks["delta"] + MARKET.rho * MARKET.sigma_v / spot[:, None] * greeks["vega"], atol=1e-12)
+    assert np.allclose(hedge, greeks["delta"] + MARKET.rho * MARKET.sigma_v / spot[:, None] * greeks["vega"],
+                       atol=1e-12)
     # put-call parity (K' = K): C - P = S - K
     both = heston.gap_prices(MARKET, spot, variance, 0.5, np.array([10.0, 10.0]), np.array([10.0, 10.0]),
                              np.array([False, True]))

@@ -120,7 +120,8 @@ def test_shared_data_broadcasts_and_program_matches_the_closed_form():
     value, gradient = program.value_and_gradient(z)
     assert torch.allclose(value, dual.smooth(z))
     r = data.q + z @ torch.cat([data.A, data.G], 1)[0]
-    expected = 0.5 * (r * torch.linalg.solve(data.P[0], r.T).T).sum(-1) + (z * torch.cat([many.b, many.h.expand(5, -1)], 1)).sum(-1)
+    expected = (0.5 * (r * torch.linalg.solve(data.P[0], r.T).T).sum(-1)
+                + (z * torch.cat([many.b, many.h.expand(5, -1)], 1)).sum(-1))
     assert torch.allclose(value, expected)
     assert torch.allclose(dual.smooth(z[:, None].expand(5, 3, -1)), value[:, None].expand(5, 3))
     assert torch.allclose(gradient[:, :data.me], many.b - dual.primal(z) @ data.A[0].T)  # dual gradient = -residual
@@ -139,7 +140,8 @@ def test_dual_program_certificate_is_the_qp_pair_and_polishes():
     gap, violation = dual.certificate(noisy)
     certificate = program.certificate(noisy)
     assert torch.equal(certificate.gap, gap) and torch.equal(certificate.violation, violation)
-    assert torch.equal(certificate.measure, torch.maximum(gap, violation)) and torch.equal(program.measure(noisy), certificate.measure)
+    assert torch.equal(certificate.measure, torch.maximum(gap, violation))
+    assert torch.equal(program.measure(noisy), certificate.measure)
     assert torch.allclose(certificate.objective, dual.primal_objective(dual.recover(noisy)[0]))
     assert (certificate.measure > 1e-4).all() and not certificate.certified(1e-4).any()
     # the residual is the dual program's prox-gradient residual at t = 1 / L (units of z): 0 only at z*

@@ -27,7 +27,8 @@ from safetensors.torch import load_file
 import convexop
 from convexop.cli import main
 from convexop.errors import InputError
-from convexop.families import Family, ToyBox, get_family
+from convexop.families import FAMILIES as BUILTIN
+from convexop.families import ToyBox, get_family
 from convexop.models.base import from_checkpoint
 from convexop.serving.instances import read_instances
 from convexop.serving.solve import solve_file, solve_instances
@@ -283,7 +284,8 @@ KILL_ARGS = ["train", "toy-box", "--set", "steps=400", "--set", "checkpoint_ever
 
 
 def history_rows(run_dir: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader((run_dir / "history.csv").open())]
+    return [{k: v for k, v in row.items() if k != "seconds"}
+            for row in csv.DictReader((run_dir / "history.csv").open())]
 
 
 @pytest.mark.slow
@@ -312,7 +314,8 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
     a, b = tmp_path / "straight", tmp_path / "killed"
     assert history_rows(a) == history_rows(b) and int(history_rows(b)[-1]["step"]) == 400
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
-    final_a, final_b = load_file(str(a / "checkpoint_last.safetensors")), load_file(str(b / "checkpoint_last.safetensors"))
+    final_a = load_file(str(a / "checkpoint_last.safetensors"))
+    final_b = load_file(str(b / "checkpoint_last.safetensors"))
     for key in final_a:
         if key.startswith(("model.", "optimizer.")):
             assert torch.equal(final_a[key], final_b[key]), key
@@ -461,17 +464,17 @@ def _instances():
     """Per family: instances with all of its parameters (values of every kind, near and far from
     the domains), with extra or missing keys, or not objects at all."""
     def family_cases(name):
-        names = [p.name for p in Family.registry[name].parameters] if name in Family.registry else []
+        names = [p.name for p in BUILTIN[name].parameters] if name in BUILTIN else []
         full = st.fixed_dictionaries({n: small_values for n in names},
                                      optional={"extra": small_values, "": small_values})
         partial = st.dictionaries(st.sampled_from(names or ["x"]) | st.text(max_size=3), small_values, max_size=4)
         return st.tuples(st.just(name), st.lists(full | partial | small_values, max_size=3))
 
-    return st.one_of([family_cases(name) for name in FAMILIES if name in Family.registry])
+    return st.one_of([family_cases(name) for name in FAMILIES if name in BUILTIN])
 
 
 def test_fuzz_instance_validation_never_crashes():
-    families = {name: get_family(name) for name in FAMILIES if name in Family.registry}
+    families = {name: get_family(name) for name in FAMILIES if name in BUILTIN}
     COUNTS["instances"] = accepted = 0
 
     @FUZZ_CHEAP

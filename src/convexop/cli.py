@@ -47,10 +47,10 @@ def _progress_callback(total: int, desc: str):
 
 
 def cmd_families(args) -> int:
-    from .families import Family, get_family
+    from .families import FAMILIES, get_family
     from .families.loading import entry_point_names
 
-    for name in list(Family.registry) + entry_point_names():
+    for name in list(FAMILIES) + entry_point_names():
         family = get_family(name)
         kind = "exact convex program" if family.exact else "supervised (f, g a structural prior)"
         print(f"{name}  [{kind}; rank {family.rank}; laws: {', '.join(family.laws)}]")
@@ -79,9 +79,8 @@ def cmd_generate(args) -> int:
     if args.law not in family.laws:
         raise InputError("--law", args.law, "one of " + ", ".join(family.laws))
     count = args.n if shard is None else (shard[0] + 1) * args.n // shard[1] - shard[0] * args.n // shard[1]
-    bar = tqdm(total=count, desc=f"solving {family.name}", unit="inst", file=sys.stderr, dynamic_ncols=True)
-    dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update, shard=shard)
-    bar.close()
+    with tqdm(total=count, desc=f"solving {family.name}", unit="inst", file=sys.stderr, dynamic_ncols=True) as bar:
+        dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update, shard=shard)
     digest = data.write_dataset(path, dataset)
     part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: instances {dataset.attrs['shard_offset']}.." \
                                     f"{dataset.attrs['shard_offset'] + count - 1})"
@@ -128,13 +127,18 @@ def _check_run_folder(out: Path) -> None:
 
 
 def cmd_train(args) -> int:
-    from .families import get_family
+    from .families import FAMILIES, get_family
     from .families.loading import canonical_name, is_file_spec
     from .training import distributed
     from .training.config import resolve_config
-    from .training.run import build_checked, load_config, train_run
+    from .training.run import load_config, train_run
 
+    if args.show_config:
+        return _show_config(args)
+    if args.out is None:
+        raise InputError("--out", None, "", "required: the run folder (or --show-config to see the settings)")
     out = Path(args.out)
+    family = None  # a built-in family is built once, by train_run, from the resolved config
     if args.resume:
         config = load_config(out)
         moved = is_file_spec(args.family) and is_file_spec(config.family)  # same file by its sha256, see _family_file
@@ -145,17 +149,16 @@ def cmd_train(args) -> int:
         if args.set:
             raise InputError("--set", args.set[0], "", "a resumed run keeps its config.json settings")
     else:
-        family = get_family(args.family)
-        family_cls = family if family.user_defined else type(family)
-        config = resolve_config(family_cls, args.model or "geo", _overrides(args.set))
-        get_family(config.family, **config.family_config)  # bad family keys fail before any output
+        built_in = isinstance(args.family, str) and args.family in FAMILIES
+        family = None if built_in else get_family(args.family)  # a family file or entry point: its object
+        config = resolve_config(FAMILIES[args.family] if built_in else family, args.model or "geo",
+                                _overrides(args.set))
         if distributed.world_size() == 1 or os.environ.get("RANK", "0") == "0":
             _check_run_folder(out)  # other ranks start once rank 0 may have created it
-    build_checked(config)  # every model and training setting, before any output
     main_process = os.environ.get("RANK", "0") == "0"
     callback = _progress_callback(config.training.steps, f"train {config.model} on {config.family}") \
         if main_process else None
-    _, history = train_run(config, out, resume=args.resume, callback=callback)
+    _, history = train_run(config, out, resume=args.resume, callback=callback, family=family)
     last = history[-1]
     if main_process:
         world = distributed.world_size()
@@ -163,6 +166,27 @@ def cmd_train(args) -> int:
         print(f"trained {config.model} on {config.family}{processes}: {last['step']} steps, "
               f"train MSE {last['train_mse']:.3e}, test MSE {last['test_mse']:.3e}, "
               f"test relative L2 {100 * last['test_relative_l2']:.2f}% -> {out}")
+    return 0
+
+
+def _show_config(args) -> int:
+    """Every --set key of `train FAMILY --model M` with its resolved value (and the type it parses to)."""
+    import json
+
+    from .families import FAMILIES, get_family
+    from .training.config import resolve_config
+
+    built_in = isinstance(args.family, str) and args.family in FAMILIES
+    config = resolve_config(FAMILIES[args.family] if built_in else get_family(args.family), args.model or "geo",
+                            _overrides(args.set))
+    record = config.to_json()
+    print(f"train {config.model} on {config.family}: every --set KEY=VALUE, with its value now")
+    for section, title in (("family_config", "family"), ("model_kwargs", "model"), ("training", "training")):
+        values = record[section]
+        print(f"  {title}:" + ("" if values else " (none)"))
+        for key, value in values.items():
+            kind = "" if value is None else f"  ({type(value).__name__})"
+            print(f"    {key} = {json.dumps(value)}{kind}")
     return 0
 
 
@@ -190,7 +214,8 @@ def _metrics_table(metrics: dict) -> list[str]:
     for split in ("train", "test"):
         for key in ("mse", "relative_l2"):
             stats = metrics[split][key]
-            lines.append(f"{split + ' ' + key:24}" + "".join(f"{_number(stats[k]):>12}" for k in ("mean", "median", "max")))
+            lines.append(f"{split + ' ' + key:24}"
+                         + "".join(f"{_number(stats[k]):>12}" for k in ("mean", "median", "max")))
     lines.append(f"{'in-basis floor (MSE)':24}{_number(metrics['test']['best_approximation_mse']):>12}")
     certificate = metrics["test"].get("certificate")
     if certificate:
@@ -307,6 +332,8 @@ def _family_file(args):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convexop", description="Learned solution operators for families of convex programs.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: environment variable CONVEXOP_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("families", help="list families, their parameters and domains")
     p = sub.add_parser("generate", help="draw instances and solve them with the reference")
@@ -322,12 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT.h5")
     p.add_argument("shards", nargs="+", metavar="SHARD")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p = sub.add_parser("train", help="train a model on a family (under torchrun: data-parallel)")
+    p = sub.add_parser("train", help="train a model on a family (under torchrun: data-parallel)",
+                       epilog="`convexop train FAMILY --show-config` prints every --set key with its default "
+                              "(family, model and training settings) and exits.")
     p.add_argument("family")
     p.add_argument("--model", default=None, help="geo (default), deeponet, fno or mlp")
-    p.add_argument("--out", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="the run folder (required unless --show-config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting; see --show-config for the keys and their defaults")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--show-config", action="store_true",
+                   help="print every setting with its resolved value (defaults and --set) and exit")
     p = sub.add_parser("evaluate", help="score a run on its test set")
     p.add_argument("run_dir")
     p.add_argument("--family", dest="family_file", metavar="FILE.py:NAME", help=FAMILY_HELP)
@@ -363,8 +395,21 @@ COMMANDS = {"families": cmd_families, "generate": cmd_generate, "merge": cmd_mer
 COMMANDS["study"] = run_study
 
 
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C, so every temporary file of this process is removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     from .training.trainer import TrainingDiverged
 
     try:
@@ -379,12 +424,68 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("convexop: interrupted\n")
         return 130
-    except Exception as error:  # internal error: one line, plus the traceback for a bug report
-        import traceback
+    except Terminated:
+        sys.stderr.write("convexop: terminated\n")
+        return 143
+    except SystemExit as error:  # user code (a family file, a sampler) called sys.exit
+        sys.stderr.write(f"convexop: error: user code called sys.exit({error.code!r}) while {args.command} ran; "
+                         "nothing was written\n")
+        return 2
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        _silence_stdout()
+        return 0
+    except Exception as error:  # noqa: BLE001  (any other error: one line; the traceback with --debug)
+        if _debug(args):
+            import traceback
 
-        traceback.print_exc()
-        sys.stderr.write(f"convexop: internal error: {type(error).__name__}: {error}\n")
+            traceback.print_exc()
+        user = _user_frame(error)
+        if user is not None:
+            sys.stderr.write(f"convexop: error: {user}: raised {type(error).__name__}: "
+                             f"{one_line(str(error))}{'' if _debug(args) else ' (--debug shows the traceback)'}\n")
+            return 2
+        if isinstance(error, OSError):
+            where = f"{error.filename}: " if error.filename else ""
+            sys.stderr.write(f"convexop: error: {one_line(where + (error.strerror or str(error)))}\n")
+            return 2
+        sys.stderr.write(f"convexop: internal error: {type(error).__name__}: {one_line(str(error))}"
+                         f"{'' if _debug(args) else ' (--debug shows the traceback)'}\n")
         return 1
+
+
+def _debug(args) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("CONVEXOP_DEBUG", "") not in ("", "0")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _user_frame(error: BaseException) -> str | None:
+    """'family file FILE, in FUNCTION (line N)' when the innermost frame of the error's traceback is in
+    user code (a family file or a user module: not convexop, torch, numpy or the standard library)."""
+    import traceback
+
+    package = Path(__file__).resolve().parent
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    path = Path(last.filename)
+    if path.suffix != ".py" or not path.is_absolute():
+        return None
+    try:
+        path = path.resolve()
+    except OSError:
+        return None
+    library = any(part in ("site-packages", "dist-packages") for part in path.parts)
+    if library or package in path.parents or path.is_relative_to(Path(os.__file__).resolve().parent):
+        return None
+    return f"family file {path}, in {last.name} (line {last.lineno})"
 
 
 if __name__ == "__main__":

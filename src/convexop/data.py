@@ -49,7 +49,9 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
 
     shard (i, k): all n parameters are drawn as without it, and only the i-th of k contiguous
     slices is solved, so the k shards merged in order (`convexop.shards.merge_shards`) equal the
-    unsharded set whenever the reference treats instances independently (toy-box, heat-pde).
+    unsharded set whenever the reference treats instances independently (toy-box, heat-pde): the
+    parameters exactly, the targets to round-off (batched linear algebra may round the last bit
+    differently with the composition of the batch).
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_INSTANCES:
         raise InputError("n", n, f"integers in [1, {MAX_INSTANCES}]")

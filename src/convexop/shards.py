@@ -53,9 +53,9 @@ def merge_shards(paths: Sequence[str | Path]) -> Dataset:
             raise InputError(f"{path}: points", None, "", f"differ from those of {first_path}")
     count = int(first.attrs["shard_count"])
     indices = sorted(int(data.attrs["shard_index"]) for _, data in shards)
-    if indices != list(range(count)):
+    if count != len(shards) or indices != list(range(count)):
         seen = set(indices)
-        missing = [i for i in range(count) if i not in seen]
+        missing = [i for i in range(min(count, len(shards) + 3)) if i not in seen]  # the first few
         repeated = sorted({i for i in indices if indices.count(i) > 1})
         detail = (f"missing shard(s) {', '.join(f'{i}/{count}' for i in missing)}" if missing else
                   f"shard(s) {', '.join(f'{i}/{count}' for i in repeated)} given twice")

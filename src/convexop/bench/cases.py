@@ -19,7 +19,7 @@ import torch
 
 from ..data import generate
 from ..evaluation.metrics import evaluate_model
-from ..families import Family, get_family
+from ..families import FAMILIES, get_family
 from ..models.base import from_checkpoint
 from ..training.config import resolve_config
 from ..training.run import train_run
@@ -45,7 +45,7 @@ def row(case_name: str, metric: str, value: float, target: str | None = None,
 def train_case_model(run_dir: Path, family: str, model: str, settings: dict[str, Any]) -> tuple[Any, dict, float]:
     """Train a run from `settings` (the `--set` keys), return (model, metrics, seconds)."""
     get_family(family)  # validates the name and registers every family
-    family_cls = Family.registry[family]
+    family_cls = FAMILIES[family]
     config = resolve_config(family_cls, model, {k: str(v) for k, v in settings.items()})
     config.training.tensorboard = False
     started = time.perf_counter()

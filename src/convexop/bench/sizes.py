@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Dataset, write_dataset
-from ..families import Family, get_family
+from ..families import FAMILIES, get_family
 from ..training.config import resolve_config
 from ..training.run import prepare_data
 from .cases import Row, case, row, train_case_model
@@ -51,7 +51,7 @@ def prepare_shared(run_dir: Path, family_name: str, model: str, settings: dict[s
     once per process (keyed by the family configuration and the data keys), so that every model of
     a family trains and tests on the same instances."""
     get_family(family_name)
-    config = resolve_config(Family.registry[family_name], model, {k: str(v) for k, v in settings.items()})
+    config = resolve_config(FAMILIES[family_name], model, {k: str(v) for k, v in settings.items()})
     t = config.training
     key = json.dumps([family_name, config.family_config, t.n_instances, t.test_fraction, t.data_seed, t.test_law],
                      sort_keys=True, default=str)

@@ -1,17 +1,17 @@
-"""Registered families. Import order defines the listing order of `convexop families`."""
+"""Families: the contract (base.py), the built-in families (registry.py) and the user fronts."""
 
-from .base import Family, Parameter, get_family
+from .base import Family, Parameter
 from .elliptic_pde import EllipticPDE
 from .heat_pde import HeatPDE
 from .hedging import Hedging
 from .operator_learning import Antiderivative, Burgers, DiffusionReaction
 from .qp_dc3 import QPDC3
+from .registry import FAMILIES, get_family
 from .toy_box import ToyBox
 from .utility_max import UtilityMax
 
-registered_names = tuple(Family.registry)
-
 __all__ = [
+           "FAMILIES",
            "QPDC3",
            "Antiderivative",
            "Burgers",
@@ -24,5 +24,4 @@ __all__ = [
            "ToyBox",
            "UtilityMax",
            "get_family",
-           "registered_names",
 ]

@@ -15,7 +15,9 @@ theta is a float array (n, P) with the parameters flattened in declaration order
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,7 +108,7 @@ class Parameter:
     def decode(self, flat: np.ndarray) -> Any:
         """Inverse of validate for JSON output."""
         if self.choices is not None:
-            return self.choices[int(round(float(flat[0])))]
+            return self.choices[round(float(flat[0]))]
         if not self.shape:
             return float(flat[0])
         return flat.reshape(self.shape).tolist()
@@ -119,12 +121,6 @@ class Family(torch.nn.Module):
     exact: ClassVar[bool] = False
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     laws: ClassVar[tuple[str, ...]] = ("train",)
-    registry: ClassVar[dict[str, type[Family]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            Family.registry[cls.name] = cls
 
     def __init__(self, basis: Basis, **config: Any) -> None:
         super().__init__()
@@ -134,13 +130,14 @@ class Family(torch.nn.Module):
         self.register_buffer("projector", torch.as_tensor(basis.projector), persistent=False)
         self.register_buffer("basis_weights", torch.as_tensor(basis.weights), persistent=False)
 
-    source: dict[str, str] = {}  # {"file_sha256": ...} when loaded from a family file (reassigned, never mutated)
+    # {"file_sha256": ...} when loaded from a family file (reassigned per instance, never mutated)
+    source: Mapping[str, str] = MappingProxyType({})
 
     # ----- description -------------------------------------------------------------------
     @property
     def user_defined(self) -> bool:
         """Built by user code (from_torch, from_cvxpy, a family file), not a registered class."""
-        return Family.registry.get(self.name) is not type(self)
+        return not type(self).name or self.name != type(self).name
 
     @property
     def rank(self) -> int:
@@ -401,18 +398,3 @@ class Family(torch.nn.Module):
     def default_training(cls) -> dict[str, Any]:
         """Default model and training settings for `convexop train` on this family."""
         return {}
-
-
-def get_family(name: str, **config: Any) -> Family:
-    """Build a family by name: a registered one, `FILE.py:NAME` (a family object defined in that file)
-    or an installed `convexop.families` entry point (raises InputError naming the allowed names)."""
-    from . import registered_names  # noqa: F401  (ensures registration)
-    from .loading import load_family
-
-    if name in Family.registry:
-        return Family.registry[name](**config)
-    family = load_family(name, **config) if isinstance(name, str) else None
-    if family is None:
-        raise InputError("family", name, "one of " + ", ".join(sorted(Family.registry))
-                         + ", FILE.py:NAME, or an installed convexop.families entry point")
-    return family

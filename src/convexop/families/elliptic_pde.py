@@ -28,7 +28,8 @@ in-basis optimum by ~1e-5 and its MSE against the reference by < 1e-8.
 Choice of representation: f o E is C^1 with a Lipschitz gradient (phi' is piecewise linear), so
 the whole of F is the smooth part of the certificate's `CompositeProgram` and the nonsmooth part is
 zero (DESIGN.md section 1: "where f o E is smooth, the gradient norm serves"). The certificate is
-then ||grad F(x)|| / L (the residual at step 1 / L), zero exactly at the unique in-basis optimum; F is strongly convex with modulus
+then ||grad F(x)|| / L (the residual at step 1 / L), zero exactly at the unique in-basis optimum;
+F is strongly convex with modulus
 >= (1 - xi) lambda_min(G) + (nu/2) lambda_min(K) and grad F is Lipschitz with constant
 <= lambda_max(G) + (nu/2) lambda_max(K) (G = V'WV, the Gram matrix, = I to 1e-12).
 In coefficient space f o E is not separable, and its prox would need an inner solve; the pointwise

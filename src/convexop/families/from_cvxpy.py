@@ -28,20 +28,12 @@ import torch
 
 from ..errors import InputError
 from ..prox import L1, Box, L2Ball, Prox, SeparableSum, Simplex, Zero
-from .base import Parameter
 from .cvxpy_expressions import Unsupported, describe, evaluate, is_smooth
-from .user import UserFamily, _as_sampler
+from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs, refuse
+from .from_cvxpy_qp import CvxpyQPFamily, HessianBound, qp_refusal
+from .user import UserFamily, as_sampler
 
 __all__ = ["from_cvxpy", "refuse"]
-
-SUPPORTED = ("supported: (a) a smooth objective (+ c*norm1(x)) with simple-set constraints on whole variables "
-             "(x >= l, x <= u, sum(x) == r with x >= 0, norm(x, 2) <= r, norm_inf(x) <= r; constant data), "
-             "or (b) a strongly convex QP with affine equality and inequality constraints")
-
-
-def refuse(what: str, detail: str) -> InputError:
-    return InputError("problem", None, "", f"{what}: {detail}")
-
 
 class NotSimpleSets(InputError):
     """Route (a) does not apply because of the constraints (route (b) may)."""
@@ -156,49 +148,13 @@ def _l1_term(term) -> tuple[Any, float] | None:
     return None
 
 
-def _parameter_specs(problem) -> tuple[list, tuple[Parameter, ...]]:
-    params = sorted(problem.parameters(), key=lambda p: p.id)
-    names = [p.name() for p in params]
-    if len(set(names)) != len(names):
-        raise refuse("parameters", "parameter names must be unique (give each cvxpy.Parameter a name=)")
-    specs = []
-    for p in params:
-        low = 0.0 if p.attributes.get("nonneg") or p.attributes.get("pos") else -math.inf
-        high = 0.0 if p.attributes.get("nonpos") or p.attributes.get("neg") else math.inf
-        specs.append(Parameter(p.name(), low=low, high=high, low_open=bool(p.attributes.get("pos")),
-                               high_open=bool(p.attributes.get("neg")), shape=tuple(p.shape)))
-    return params, tuple(specs)
-
-
-def _check_problem(problem) -> None:
-    import cvxpy as cp
-
-    if not isinstance(problem, cp.Problem):
-        raise refuse("problem", f"expected a cvxpy.Problem, got {type(problem).__name__}")
-    parts = [("objective", problem.objective)] + [(f"constraint `{describe(c)}`", c) for c in problem.constraints]
-    for what, part in parts:
-        if not part.is_dcp():
-            raise refuse(what, "is not convex under CVXPY's DCP rules")
-    for what, part in parts:
-        if not part.is_dcp(dpp=True):
-            raise refuse(what, "is not DPP-compliant (parameters must enter affinely, see CVXPY's DPP rules)")
-    for v in problem.variables():
-        unsupported = sorted(k for k, on in v.attributes.items()
-                             if on and k not in ("nonneg", "nonpos", "pos", "neg", "bounds"))
-        if unsupported:
-            raise refuse(f"variable {v.name()}", f"attribute {unsupported[0]} is not supported ({SUPPORTED})")
-    names = [v.name() for v in problem.variables()]
-    if len(set(names)) != len(names):
-        raise refuse("variables", "variable names must be unique (give each cvxpy.Variable a name=)")
-
-
 class CvxpyFamily(UserFamily):
     """Route (a): the family's coordinates are the CVXPY variables (flattened in C order)."""
 
     def __init__(self, problem, sampler, name: str, training: dict | None) -> None:
-        _check_problem(problem)
+        check_problem(problem)
         variables = sorted(problem.variables(), key=lambda v: v.id)
-        cvx_params, specs = _parameter_specs(problem)
+        cvx_params, specs = parameter_specs(problem)
         sign = 1.0 if type(problem.objective).__name__ == "Minimize" else -1.0
         blocks = _Blocks(variables)
         smooth_terms = []
@@ -226,10 +182,9 @@ class CvxpyFamily(UserFamily):
         self.smooth_terms = smooth_terms
         layout = [(v.name(), tuple(v.shape)) for v in variables]
         f = proxes[0][1] if len(proxes) == 1 else SeparableSum(proxes)
-        draw = _as_sampler(sampler, specs)
+        draw = as_sampler(sampler, specs)
         lipschitz = None
         if not blocks.l1 and (sign * problem.objective.expr).is_quadratic():
-            from .from_cvxpy_qp import HessianBound
 
             lipschitz = HessianBound(problem, variables, cvx_params, sign, draw)
         super().__init__(name, layout, specs, self._objective, f, draw,
@@ -293,7 +248,6 @@ def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None =
     try:
         family = CvxpyFamily(problem, sampler, name, training)
     except NotSimpleSets as simple_error:
-        from .from_cvxpy_qp import CvxpyQPFamily, qp_refusal
 
         reason = qp_refusal(problem)
         if reason is not None:  # the objective rules route (b) out: route (a)'s reason is the one to give

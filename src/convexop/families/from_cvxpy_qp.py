@@ -18,12 +18,12 @@ import torch
 
 from ..errors import InputError
 from ..prox import NonNegative, SeparableSum, Zero
-from ..solvers.qp import QPData, QPDual, QPDualProgram, solve_qp
+from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries, solve_qp
 from .cvxpy_expressions import describe, evaluate
-from .from_cvxpy import SUPPORTED, _check_problem, _parameter_specs
-from .user import UserFamily, _as_sampler
+from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs
+from .user import UserFamily, as_sampler
 
-__all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal", "quadratic_queries"]
+__all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal"]
 
 _BOUND_ATTRIBUTES = ("nonneg", "pos", "nonpos", "neg", "bounds")
 
@@ -39,16 +39,6 @@ def qp_refusal(problem) -> tuple[str, str] | None:
                 or not all(a.is_affine() for a in c.args):
             return f"constraint `{describe(c)}`", f"is neither a simple set nor affine ({SUPPORTED})"
     return None
-
-
-def quadratic_queries(dual: QPDual, z: torch.Tensor, directions: torch.Tensor, constant: bool = False) -> torch.Tensor:
-    """g(z + d_m) of a QP dual for z (B, m) and directions (M, m) -> (B, M), by the exact quadratic
-    expansion g(z) + <M z + c, d_m> + d_m' M d_m / 2: R^2 + M R per instance instead of M R^2 (the
-    last term is instance-free when M is shared)."""
-    m, c = dual.factors["M"].to(z), dual.linear.to(z)
-    gradient = (m @ z[..., None])[..., 0] + c
-    curvature = 0.5 * ((directions @ m) * directions).sum(-1)  # (1|B, M)
-    return dual.smooth(z, constant)[:, None] + gradient @ directions.T + curvature
 
 
 class QPExtractor:
@@ -88,7 +78,8 @@ class QPExtractor:
         """G rows and h of the variables' bound attributes."""
         g_rows, h_rows, start = [], [], 0
         for v, size in zip(self.variables, self.sizes):
-            for key, sign, bound in (("nonneg", -1.0, 0.0), ("pos", -1.0, 0.0), ("nonpos", 1.0, 0.0), ("neg", 1.0, 0.0)):
+            for key, sign, bound in (("nonneg", -1.0, 0.0), ("pos", -1.0, 0.0),
+                                     ("nonpos", 1.0, 0.0), ("neg", 1.0, 0.0)):
                 if v.attributes.get(key):
                     g_rows.append(sign * torch.eye(self.n, dtype=dtype)[start:start + size])
                     h_rows.append(torch.full((size,), bound, dtype=dtype))
@@ -138,14 +129,14 @@ class CvxpyQPFamily(UserFamily):
     """Route (b): coordinates are the dual variables (lambda for the equalities, mu >= 0)."""
 
     def __init__(self, problem, sampler, name: str, training: dict | None, interior=None) -> None:
-        _check_problem(problem)
+        check_problem(problem)
         self._interior = interior
         self.cvx_variables = sorted(problem.variables(), key=lambda v: v.id)
-        self.cvx_parameters, specs = _parameter_specs(problem)
+        self.cvx_parameters, specs = parameter_specs(problem)
         sign = 1.0 if type(problem.objective).__name__ == "Minimize" else -1.0
         self.problem, self.sign = problem, sign
         self.extractor = QPExtractor(problem, self.cvx_variables, self.cvx_parameters, sign)
-        draw = _as_sampler(sampler, specs)
+        draw = as_sampler(sampler, specs)
         self._cache: tuple[torch.Tensor, QPDual, torch.Tensor] | None = None
         self._factors = None
         probe = self._probe(draw, specs)
@@ -170,7 +161,8 @@ class CvxpyQPFamily(UserFamily):
         eigenvalues = torch.linalg.eigvalsh(data["P"])
         if bool((eigenvalues[:, 0] <= 1e-10 * eigenvalues[:, -1].abs().clamp_min(1.0)).any()):
             raise InputError("problem", None, "", f"objective: its quadratic part is singular (smallest eigenvalue "
-                             f"{float(eigenvalues[:, 0].min()):.2e}); route (b) needs a strongly convex QP (P positive definite)")
+                             f"{float(eigenvalues[:, 0].min()):.2e}); route (b) needs a strongly convex QP "
+                             "(P positive definite)")
         for key in ("P", "A", "G", "q"):  # unit-vector differences carry rounding: compare to 1e-12
             scale = float(data[key].abs().max()) if data[key].numel() else 0.0
             if torch.allclose(data[key][0], data[key][1], rtol=0, atol=1e-12 * max(1.0, scale)):

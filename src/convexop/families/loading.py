@@ -63,7 +63,7 @@ def _as_family(obj: Any, where: str) -> Family:
     if not isinstance(obj, Family) and callable(obj):
         try:
             obj = obj()
-        except Exception as error:  # user code: report any failure on one line
+        except Exception as error:  # noqa: BLE001  (user code: any error becomes one line)
             raise InputError("family", where, "", f"building it failed: {type(error).__name__}: {error}") from None
     if not isinstance(obj, Family):
         raise InputError("family", where, "", f"is a {type(obj).__name__}, not a family "
@@ -106,7 +106,7 @@ def _load_file(spec: str, expected: str | None = None) -> Family:
         sys.path.insert(0, folder)  # sibling modules of the family file import while it loads
         try:
             exec(compile(content, str(path), "exec", dont_inherit=True), module.__dict__)  # noqa: S102  (verified bytes)
-        except Exception as error:  # user code (and SyntaxError, ValueError for NUL bytes)
+        except Exception as error:  # noqa: BLE001  (user code, SyntaxError, NUL bytes: any error becomes one line)
             sys.modules.pop(module_name, None)
             raise InputError("family", spec, "", f"loading {path} failed: {type(error).__name__}: {error}") from None
         finally:
@@ -197,7 +197,7 @@ def _load_entry_point(name: str) -> Family | None:
         if ep.name == name:
             try:
                 obj = ep.load()
-            except Exception as error:  # third-party code
+            except Exception as error:  # noqa: BLE001  (third-party code: any error becomes one line)
                 raise InputError("family", name, "", f"entry point {ep.value} failed to load: "
                                  f"{type(error).__name__}: {error}") from None
             family = _as_family(obj, name)

@@ -22,7 +22,8 @@ f = indicator of mu >= 0; f + g = minus the dual value. Each answer's primal y c
 the closed-form recovery (lambda re-solved for mu, then a ratio-test step towards A^+ x: A y = x and
 G y <= h hold to rounding), and the certificate is the pair (relative duality gap, violation) of
 `QPDual.certificate`: `gap` = |f(y) - d(z~)| / max(1, |f(y)|) bounds the relative suboptimality
-of y; `violation` is the primal (and dual) infeasibility; `objective` is f(y), the primal objective. The training error (`error`) is the mean
+of y; `violation` is the primal (and dual) infeasibility; `objective` is f(y), the primal objective.
+The training error (`error`) is the mean
 square change of that primal recovery, W (mu - mu*), plus the mean square error of lambda: the
 primal is what is scored, and mu errors reach it amplified by up to ~1/min Q_ii.
 `--polish` uses the active-set KKT polish (`QPDual.polish`, first guess mu_i > 0.01 (h - G y_eq)_i).
@@ -40,7 +41,7 @@ import torch
 from ..basis import Basis
 from ..errors import InputError
 from ..prox import Box
-from ..solvers.qp import QPData, QPDual, QPDualProgram, solve_qp
+from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries, solve_qp
 from .base import Family, Parameter
 
 VARIABLES, EQUALITIES, INEQUALITIES, DC3_INSTANCES = 100, 50, 50, 10_000
@@ -163,8 +164,6 @@ class QPDC3(Family):
 
     def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """g at x + c_m by the exact quadratic expansion (R^2 + M R per instance instead of M R^2)."""
-        from .from_cvxpy_qp import quadratic_queries
-
         basis = self.basis_values.to(x.dtype)
         return quadratic_queries(self.dual(theta), x @ basis.T, offsets @ basis.T)
 

@@ -66,7 +66,8 @@ class ToyBox(Family):
             x = x[:, None, :]
         quadratic = 0.5 * torch.einsum("bmi,bij,bmj->bm", x, p["A"], x)
         linear = torch.einsum("bmi,bi->bm", x, p["b"]) + p["c"][:, None]
-        exponents = torch.cat([x * p["beta"][:, None, :], torch.log(p["kappa"])[:, None, None].expand(-1, x.shape[1], 1)], dim=-1)
+        exponents = torch.cat([x * p["beta"][:, None, :],
+                               torch.log(p["kappa"])[:, None, None].expand(-1, x.shape[1], 1)], dim=-1)
         value = quadratic + linear + torch.logsumexp(exponents, dim=-1)
         return value[:, 0] if squeeze else value
 

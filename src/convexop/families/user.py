@@ -84,7 +84,8 @@ class UserFamily(Family):
         self.description = description
         self.step_hint = self._typical_step()  # the activation's prox step and GEO init's gradient step
         self.reference_method = ("user-supplied reference solver" if reference is not None else
-                                 f"in-basis optimum by batched FISTA (restart, backtracking) to residual <= {REFERENCE_TOL:g}")
+                                 "in-basis optimum by batched FISTA (restart, backtracking) "
+                                 f"to residual <= {REFERENCE_TOL:g}")
 
     def _typical_step(self) -> float:
         """1 / median Lipschitz bound over 64 sampled instances (1 when no bound is known)."""
@@ -111,7 +112,8 @@ class UserFamily(Family):
             raise InputError("law", law, "one of " + ", ".join(self.laws))
         drawn = self._sampler(n, rng)
         if not isinstance(drawn, Mapping):
-            raise InputError("sampler", type(drawn).__name__, "", "must return a dict of parameter name -> array (n, *shape)")
+            raise InputError("sampler", type(drawn).__name__, "",
+                             "must return a dict of parameter name -> array (n, *shape)")
         columns = []
         for p in self.parameters:
             if p.name not in drawn:
@@ -161,7 +163,8 @@ class UserFamily(Family):
         if not bool(result.converged.all()):
             worst = float(result.residual.max())
             raise InputError("reference", None, "",
-                             f"the reference solve (active-set Newton / FISTA) left {int((~result.converged).sum())} of {len(t)} instances of {self.name} "
+                             "the reference solve (active-set Newton / FISTA) left "
+                             f"{int((~result.converged).sum())} of {len(t)} instances of {self.name} "
                              f"at residual up to {worst:.2e} > {tol:g} after {max_iterations} iterations; "
                              "give a Lipschitz bound or a reference solver")
         return result.x.numpy()
@@ -190,7 +193,7 @@ def _parameters(parameters: Mapping[str, Any], sampler) -> tuple[Parameter, ...]
     return tuple(out)
 
 
-def _as_sampler(sampler, parameters: tuple[Parameter, ...]) -> Callable:
+def as_sampler(sampler, parameters: tuple[Parameter, ...]) -> Callable:
     if callable(sampler):
         return sampler
     if not isinstance(sampler, Mapping):
@@ -222,5 +225,5 @@ def from_torch(g: Callable, f: Prox | None = None, *, variables: int | Mapping[s
     """
     layout = variable_layout(variables)
     declared = _parameters(parameters, sampler)
-    return UserFamily(name, layout, declared, g, f, _as_sampler(sampler, declared), lipschitz, reference,
+    return UserFamily(name, layout, declared, g, f, as_sampler(sampler, declared), lipschitz, reference,
                       training, description)

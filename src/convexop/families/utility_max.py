@@ -33,7 +33,8 @@ By default g and the activation run as fused kernels with hand-written first-ord
 Parameters: eta in (0, 1); floor in [0, y0 e^{rT}) (at or above the riskless value of y0 the
 floor cannot be insured). Training law (the later code): eta ~ U(0.25, 0.75),
 floor ~ Exp(scale 0.33); draws >= y0 e^{rT} (about 4.8%) are redrawn, so the law is Exp(0.33)
-truncated to [0, y0 e^{rT}) (the authors kept them; their reference max(., 0) gives them pi = 0). Law "ood" is the earlier
+truncated to [0, y0 e^{rT}) (the authors kept them; their reference max(., 0) gives them pi = 0).
+Law "ood" is the earlier
 code's test law, floor ~ Exp(scale 1) truncated the same way (the later code has no shifted test).
 
 Reference: the closed-form continuous-time Merton strategy with a floor (references/merton.py;

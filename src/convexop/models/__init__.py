@@ -1,6 +1,5 @@
 """Operator models, registered by name: `build_model(name, family, **kwargs)`, `from_checkpoint`."""
 
-from ..families import operator_learning  # noqa: F401  (registers antiderivative, diffusion-reaction, burgers)
 from .base import OperatorModel, build_model, from_checkpoint, save_model
 from .deeponet import DeepONet
 from .fno import FNO

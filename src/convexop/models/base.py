@@ -227,7 +227,7 @@ def from_checkpoint(folder: str | Path, stem: str = "model", family: Family | No
                          f"do not build model {cls_name!r} ({error})") from None
     try:
         state = load_file(str(weights_path))
-    except Exception as error:  # safetensors raises several types on corrupt files
+    except Exception as error:  # noqa: BLE001  (safetensors raises several types on corrupt files)
         raise InputError(str(weights_path), None, "", f"unreadable weights ({type(error).__name__})") from None
     expected = model.state_dict()
     wrong = sorted(set(expected) ^ set(state)) or sorted(

@@ -68,7 +68,9 @@ class _JSONStream:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buffer, self.position)
-            except json.JSONDecodeError:
+            except ValueError as error:  # JSONDecodeError, or a number beyond Python's int-string limit
+                if not isinstance(error, json.JSONDecodeError):
+                    raise self.bad(str(error).split(";")[0]) from None
                 if self.eof or not self._more(size):
                     raise self.bad() from None
                 size *= 2  # long values: geometric reads keep re-decoding O(n log n)
@@ -139,7 +141,7 @@ def iter_instances(path: str | Path):
             raise InputError("instances", None, "", _TOP_LEVEL)
 
 
-def _shift_index(error: InputError, offset: int) -> InputError:
+def renumber_error(error: InputError, offset: int) -> InputError:
     """Renumber `instances[i]` in an error about one chunk to its place in the whole file."""
     match = re.match(r"instances\[(\d+)\]", error.field)
     if match and offset:
@@ -149,7 +151,7 @@ def _shift_index(error: InputError, offset: int) -> InputError:
     return error
 
 
-def _chunks(path: str | Path, size: int):
+def instance_chunks(path: str | Path, size: int):
     chunk: list[Any] = []
     for instance in iter_instances(path):
         chunk.append(instance)
@@ -164,11 +166,11 @@ def check_instances_file(family, path: str | Path, batch: int = 4096) -> int:
     """Validate every instance of a (possibly huge) IN.json against `family`, streaming; returns
     how many there are. Errors name the instance by its index in the whole file."""
     count = 0
-    for chunk in _chunks(path, batch):
+    for chunk in instance_chunks(path, batch):
         try:
             family.theta_from_instances(chunk)
         except InputError as error:
-            raise _shift_index(error, count) from None
+            raise renumber_error(error, count) from None
         count += len(chunk)
     if count == 0:
         raise InputError("instances", [], "a non-empty list of instances")

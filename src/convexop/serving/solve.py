@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..models.base import OperatorModel
 from ..solvers.polish import DEFAULT_ITERATIONS, check_polish_settings
 from .answers import DEFAULT_TOL, certificate_fields, check_tolerance, statuses
-from .instances import _chunks, _shift_index
+from .instances import instance_chunks, renumber_error
 from .polish import check_polishable, polish_answers
 
 __all__ = ["solve_file", "solve_instances"]
@@ -42,12 +42,12 @@ def solve_file(model: OperatorModel, instances_path: str | Path, out: str | Path
     with atomic_output(out) as tmp, open(tmp, "x", encoding="utf-8") as stream:
         head = {"family": model.family.name, "model": model.model_name}
         stream.write(json.dumps(head)[:-1] + ', "instances": [')
-        for chunk in _chunks(instances_path, batch):
+        for chunk in instance_chunks(instances_path, batch):
             try:
                 answers = solve_instances(model, chunk, start=start, batch=batch, polish_tol=polish_tol,
                                           polish_iterations=polish_iterations, tol=tol)["instances"]
             except InputError as error:
-                raise _shift_index(error, summary["n"]) from None
+                raise renumber_error(error, summary["n"]) from None
             stream.write((", " if summary["n"] else "") + json.dumps(answers, allow_nan=False)[1:-1])
             summary["n"] += len(answers)
             for answer in answers:

@@ -15,7 +15,8 @@ With the right active set a quadratic program is solved in one round; the rounds
 refreshed active set, and instances still above tol after `rounds` continue with warm-started FISTA
 (fista.py) from their best point. A round that does not lower the certificate
 is followed by `restart_steps` forward-backward steps from the best point (a cheap globalisation against cycling
-active sets). `iterations` counts Newton rounds, those steps and the FISTA steps; a round costs 2R + 1 gradient evaluations and one (R + k)-sized solve, which the
+active sets). `iterations` counts Newton rounds, those steps and the FISTA steps; a round costs
+2R + 1 gradient evaluations and one (R + k)-sized solve, which the
 benchmarks report next to the count.
 """
 
@@ -51,7 +52,7 @@ def newton_supported(h: Prox | None) -> bool:
 
 def _hessian(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
     """(B, R, R) central-difference Hessian of the smooth part, symmetrised."""
-    batch, size = x.shape
+    _batch, size = x.shape
     h = 1e-5 * x.abs().amax(-1).clamp_min(1.0)[:, None, None]
     eye = torch.eye(size, dtype=x.dtype, device=x.device)[None] * h
     points = torch.cat([x[:, None] + eye, x[:, None] - eye], dim=1)  # (B, 2R, R)

@@ -41,7 +41,8 @@ from ..prox import Box
 from .fista import fista
 from .program import CompositeProgram, SolveResult
 
-__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "interior_point", "relative_gap", "solve_qp"]
+__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "interior_point", "quadratic_queries", "relative_gap",
+           "solve_qp"]
 
 Tensor = torch.Tensor
 
@@ -375,6 +376,16 @@ class QPDualProgram(CompositeProgram):
         return result
 
 
+def quadratic_queries(dual: QPDual, z: torch.Tensor, directions: torch.Tensor, constant: bool = False) -> torch.Tensor:
+    """g(z + d_m) of a QP dual for z (B, m) and directions (M, m) -> (B, M), by the exact quadratic
+    expansion g(z) + <M z + c, d_m> + d_m' M d_m / 2: R^2 + M R per instance instead of M R^2 (the
+    last term is instance-free when M is shared)."""
+    m, c = dual.factors["M"].to(z), dual.linear.to(z)
+    gradient = (m @ z[..., None])[..., 0] + c
+    curvature = 0.5 * ((directions @ m) * directions).sum(-1)  # (1|B, M)
+    return dual.smooth(z, constant)[:, None] + gradient @ directions.T + curvature
+
+
 # ----- the reference solver ----------------------------------------------------------------
 def _scaled(r: Tensor, v: Tensor) -> Tensor:
     """max |r| / (1 + max |v|) per instance (0 for no rows)."""
@@ -414,7 +425,8 @@ def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -
              torch.ones(batch, mi, dtype=torch.float64), torch.ones(batch, mi, dtype=torch.float64)]
     best = [t.clone() for t in state]
     best_error = torch.full((batch,), math.inf, dtype=torch.float64)
-    stalled, iterations, work = torch.zeros(batch, dtype=torch.int64), torch.zeros(batch, dtype=torch.int64), torch.arange(batch)
+    stalled, iterations, work = (torch.zeros(batch, dtype=torch.int64), torch.zeros(batch, dtype=torch.int64),
+                                 torch.arange(batch))
     for count in range(max_iterations + 1):
         d = data.index(work)
         yw, lw, sw, mw = (t[work] for t in state)
@@ -439,7 +451,8 @@ def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -
         if mi:
             affine = ((sw + alpha * step[2]) * (mw + alpha * step[3])).mean(-1)
             sigma = (affine / comp.clamp_min(1e-300)).clamp(0, 1) ** 3
-            step = _newton(d, gw, chol, residuals, sw, mw, -sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
+            step = _newton(d, gw, chol, residuals, sw, mw,
+                           -sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
             alpha = (0.99 * _longest(sw, mw, step[2], step[3])).clamp(max=1.0)
         for t, now, delta in zip(state, (yw, lw, sw, mw), step):
             t[work] = now + alpha * delta

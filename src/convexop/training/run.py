@@ -33,6 +33,7 @@ from .. import data as datasets
 from ..errors import InputError
 from ..families import Family, get_family
 from ..families.loading import locate
+from ..files import process_alive, remove_stale_temporaries
 from ..models.base import OperatorModel, atomic_write_bytes, build_model, check_model_size
 from . import distributed
 from .checkpoint import check_training_meta, has_training_state, read_training_state
@@ -61,15 +62,17 @@ def load_config(run_dir: Path) -> RunConfig:
     return config
 
 
-def build_checked(config: RunConfig, family: Family | None = None) -> tuple[Family, OperatorModel]:
-    """Build the family (unless given: a family object made by user code) and the model of `config`,
-    turning every bad setting into an InputError naming it; nothing is written. Used before any file
-    of a run is created."""
+def prepare_run(config: RunConfig, family: Family | None = None) -> tuple[Family, OperatorModel]:
+    """The one place that prepares (family, model) for a run: builds the family once (unless given: a
+    family object made by user code), checks the model's memory estimate on the meta device (nothing
+    allocated), then builds the model once; every bad setting is an InputError naming it and nothing
+    is written. Seed torch before calling it for a repeatable initialisation."""
     check_device(config.training.device)
     try:
         family = family if family is not None else get_family(config.family, **config.family_config)
     except TypeError as error:  # unknown keyword in a hand-edited config.json
-        raise InputError("family_config", config.family_config, "", f"does not build {config.family} ({error})") from None
+        raise InputError("family_config", config.family_config, "",
+                         f"does not build {config.family} ({error})") from None
     try:  # its memory estimated on the meta device before anything is allocated
         check_model_size(config.model, family, config.model_kwargs, config.training.batch_size, training=True)
         model = build_model(config.model, family, **config.model_kwargs)
@@ -84,13 +87,14 @@ def build_checked(config: RunConfig, family: Family | None = None) -> tuple[Fami
     return family, model
 
 
-def prepare_data(family: Family, config: RunConfig, run_dir: Path, progress=None) -> tuple[datasets.Dataset, datasets.Dataset]:
+def prepare_data(family: Family, config: RunConfig, run_dir: Path,
+                 progress=None) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Generate (or reuse) RUN_DIR/train.h5 and test.h5."""
     t = config.training
     paths = run_dir / "train.h5", run_dir / "test.h5"
     if all(p.is_file() for p in paths):
         return tuple(datasets.read_dataset(p, family) for p in paths)  # type: ignore[return-value]
-    n_test = max(1, int(round(t.n_instances * t.test_fraction)))
+    n_test = max(1, round(t.n_instances * t.test_fraction))
     if t.test_law == "train":
         full = datasets.generate(family, t.n_instances, t.data_seed, "train", progress)
         cut = t.n_instances - n_test
@@ -120,30 +124,10 @@ def check_device(device: str) -> None:
             raise InputError("device", device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
 
 
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """Delete the `.NAME.*.tmp` files an atomic write leaves when a process is killed mid-write."""
-    for path in Path(run_dir).glob(".*.tmp"):
-        path.unlink(missing_ok=True)
-
-
 LOCK_NAME = "train.lock"
 RUN_FILES = {"config.json", "train.h5", "test.h5", "model.safetensors", "model.json", "history.csv",
              "tensorboard", LOCK_NAME}
 DATA_KEYS = ("n_instances", "test_fraction", "data_seed", "test_law")  # what the data sets depend on
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OverflowError, ValueError, OSError):
-        return False
-    return True
 
 
 def _started(pid: int) -> str | None:
@@ -166,7 +150,7 @@ def lock_holder(run_dir: Path) -> int | None:
     if words and words[0].isdigit() and 0 < int(words[0]) < 2**31:
         pid = int(words[0])
         started = _started(pid) if len(words) > 1 else None
-        return pid if _alive(pid) and (started is None or started == words[1]) else None
+        return pid if process_alive(pid) and (started is None or started == words[1]) else None
     return 0 if age < 10 else None  # unreadable and old: stale
 
 
@@ -217,7 +201,7 @@ def unfinished_run(run_dir: Path) -> bool:
 def clear_unfinished(run_dir: Path, config: RunConfig) -> None:
     """Remove what a run killed before its first checkpoint left, to train it again from step 0; its
     data sets are kept when `config` draws the same ones."""
-    remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(run_dir, unowned=True)
     try:
         old = json.loads((run_dir / "config.json").read_text())
         same = (old["family"], old["family_config"]) == (config.family, config.family_config) and all(
@@ -240,19 +224,17 @@ def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
         config = load_config(run_dir)
     if family is not None and (family.name != config.family or family.family_config() != config.family_config):
         raise InputError("family", family.name, "", f"the run configuration names {config.family}")
-    build_checked(config, family)  # every setting checked before anything is written
+    torch.manual_seed(config.training.seed)
+    np.random.seed(config.training.seed)
+    family, model = prepare_run(config, family)  # every setting checked before anything is written
     context, device = distributed.setup(config.training.device)
     lock = ExitStack()
     try:
-        torch.manual_seed(config.training.seed)
-        np.random.seed(config.training.seed)
-        family = family if family is not None else get_family(config.family, **config.family_config)
-        model = build_model(config.model, family, **config.model_kwargs)
         if context.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             lock.enter_context(run_lock(run_dir))  # one writer: refused here, before anything is written
             if resume:
-                remove_stale_temporaries(run_dir)
+                remove_stale_temporaries(run_dir, unowned=True)
             if not has_training_state(run_dir) if resume else unfinished_run(run_dir):
                 clear_unfinished(run_dir, config)  # killed before its first checkpoint: from step 0
             if not resume:
