@@ -103,7 +103,7 @@ def test_route_b_dual_recovers_the_primal_optimum():
         parts = family.split_theta(t[k:k + 1])
         q.value, b.value = parts["q"][0].numpy(), parts["b"][0].numpy()
         problem.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
-        answer = family.extra_answer(z[k:k + 1], t[k:k + 1])["variables"]["y"]
+        answer = family.extra_answers(z[k:k + 1], t[k:k + 1])[0]["variables"]["y"]
         np.testing.assert_allclose(answer, y.value, atol=1e-6)
         objective = float(family.certificate(z[k:k + 1], t[k:k + 1]).objective)  # the primal objective
         assert abs(objective - problem.value) < 1e-6 * max(1, abs(problem.value))

@@ -86,3 +86,16 @@ def test_bad_hyperparameters_name_the_field():
                           ({"mode": "sideways"}, "mode")]:
         with pytest.raises(InputError, match=field):
             GEO(family, **kwargs)
+
+
+def test_every_constructor_keyword_is_recorded_for_from_checkpoint():
+    """`from_checkpoint` rebuilds a model from model.json's init_kwargs alone: a keyword missing there
+    would silently fall back to its default (a relative-query GEO reloaded as an absolute one)."""
+    import inspect
+
+    from convexop.models import GEO, build_model
+
+    family = get_family("toy-box")
+    model = build_model("geo", family, queries="relative", depth=2, width=4)
+    expected = set(inspect.signature(GEO.__init__).parameters) - {"self", "family"}
+    assert set(model.init_kwargs) == expected and model.init_kwargs["queries"] == "relative"

@@ -114,7 +114,7 @@ def test_certificate_violation_and_polish(family, solved):
     assert result.first_guess.dtype == torch.bool and result.first_guess.shape == (len(theta),)
     same = family.program(theta).polish(family.finalise(noisy.float()), 1e-8, 10_000)
     assert torch.equal(same.kkt_solves, result.kkt_solves) and torch.equal(same.first_guess, result.first_guess)
-    answer = family.extra_answer(result.x[:1], theta[:1])
+    answer = family.extra_answers(result.x[:1], theta[:1])[0]
     assert len(answer["primal"]) == 100
     primal_objective = family.primal_objective(family.primal(optimum[:1], theta[:1])).item()
     assert abs(answer["primal_objective"] - primal_objective) < 1e-7

@@ -364,8 +364,13 @@ def poison(monkeypatch, bad_calls):
 def test_a_nan_rolls_back_to_the_last_checkpoint_and_halves_the_learning_rate(trained, tmp_path, monkeypatch):
     _, clean = train_run(resolve_config(ToyBox, "geo", SAFE), with_data(trained, tmp_path / "clean"))
     calls = poison(monkeypatch, lambda n: n == 25)
-    _, history = train_run(resolve_config(ToyBox, "geo", SAFE), with_data(trained, tmp_path / "poisoned"))
+    rows = []
+    _, history = train_run(resolve_config(ToyBox, "geo", SAFE), with_data(trained, tmp_path / "poisoned"),
+                           callback=rows.append)
     assert calls["n"] == 45  # steps 21..25 replayed from the step-20 checkpoint
+    events = [row for row in rows if row.get("event") == "rollback"]  # said, never silent
+    assert len(events) == 1 and events[0]["step"] == 25 and events[0]["to_step"] == 20
+    assert events[0]["lr"] == 5e-3 and "nan" in events[0]["reason"]
     assert [row["lr"] for row in history] == [1e-2, 1e-2, 5e-3, 5e-3]
     assert history[:2] == [row | {"seconds": history[i]["seconds"]} for i, row in enumerate(clean[:2])]
     assert all(np.isfinite(row["train_mse"]) for row in history)

@@ -34,6 +34,11 @@ def _progress_callback(total: int, desc: str):
     state = {"last": 0, "bar": None}
 
     def callback(row):  # the bar appears with the first evaluation, after every input check passed
+        if row.get("event") == "rollback":
+            message = (f"convexop: {row['reason']} at step {row['step']}: rolled back to step {row['to_step']}, "
+                       f"learning rate halved to {row['lr']:.3g} (roll-back {row['rollbacks']})")
+            (state["bar"].write if state["bar"] is not None else lambda text: sys.stderr.write(text + "\n"))(message)
+            return
         if state["bar"] is None:
             state["bar"] = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
         bar = state["bar"]

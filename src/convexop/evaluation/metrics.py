@@ -4,6 +4,7 @@ exact families the certificates of the answers (residual, gap, violation, certif
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,9 @@ def evaluate_model(model: OperatorModel, run_dir: Path) -> dict[str, Any]:
     family = model.family
     out: dict[str, Any] = {"family": family.name, "model": model.model_name,
                            "parameters": model.parameter_count(), "exact": family.exact}
-    for split in ("train", "test"):
-        data = read_dataset(run_dir / f"{split}.h5", family)
+    label_free = not (run_dir / "train.h5").is_file() and (run_dir / "test.h5").is_file()
+    for split in ("train", "test"):  # label-free runs (loss=objective) solve no training instance
+        data = read_dataset(run_dir / f"{'test' if label_free else split}.h5", family)
         tensors = to_split(data, next(model.parameters()).device.type)
         model.eval()
         torch.manual_seed(0)
@@ -71,7 +73,7 @@ def evaluate_model(model: OperatorModel, run_dir: Path) -> dict[str, Any]:
                       "n": len(data.params),
                       "best_approximation_mse": float(best_approximation_mse(family, data.targets).mean())}
         if split == "test":
-            out["test"]["per_instance_mse"] = metrics["mse"].cpu().tolist()
+            out["test"]["per_instance_mse"] = [v if math.isfinite(v) else None for v in metrics["mse"].cpu().tolist()]
             if family.exact and model.has_coefficients:
                 out["test"]["certificate"] = certificate_metrics(model, data.params)
     history = run_dir / "history.csv"

@@ -345,9 +345,10 @@ class Family(torch.nn.Module):
                                f"(worst measure {float(result.residual.max()):.2e})")
         return result.x.cpu().numpy()
 
-    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
-        """Family-specific fields of one `solve` answer (e.g. hedging's price)."""
-        return {}
+    def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
+        """Family-specific fields of a batch of `solve` answers (e.g. hedging's price, a QP's primal):
+        x (batch, R) float64 coefficients, theta (batch, P) float64 -> one dict per instance."""
+        return [{} for _ in range(len(x))]
 
     def cvxpy_form(self) -> tuple[Any, Any, Any] | None:
         """(problem, variable, set_parameters(theta_row)) of the in-basis program as a DPP CVXPY

@@ -235,15 +235,14 @@ class CvxpyQPFamily(UserFamily):
                             self.scale ** 2 * dual.factors["lipschitz"].expand(len(theta)),
                             objective=lambda value: self.sign * (value + constant))
 
-    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
-        if x is None:
-            return {}
-        y, start, out = self.primal(x, theta)[0], 0, {}
+    def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
+        """The recovered primal variables of each answer (one batched recovery)."""
+        y, start, columns = self.primal(x, theta), 0, {}
         for name, shape in self.primal_layout:
             size = max(1, int(np.prod(shape)))
-            out[name] = y[start:start + size].reshape(shape).tolist()
+            columns[name] = y[:, start:start + size].reshape(len(y), *shape).tolist()
             start += size
-        return {"variables": out}
+        return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(y))]
 
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
         dual, _ = self.qp(torch.as_tensor(theta, dtype=torch.float64))

@@ -201,8 +201,8 @@ class Hedging(Family):
         """S0 x_0: (..., R) -> (...)."""
         return self.market.s0 * x[..., 0]
 
-    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
-        return {"price": None if x is None else float(self.price(x)[0])}
+    def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
+        return [{"price": price} for price in self.price(x).tolist()]
 
     def cvxpy_form(self):
         """The in-basis QP in the compact form of `in_basis_program`: ||Q^(1/2) (x - x_u)||^2 with

@@ -182,11 +182,10 @@ class QPDC3(Family):
         return self.dual(theta).program(self.interior(theta), self.basis_values.double(), self.projector.double(),
                                         self.lipschitz(theta), slack_weight=SLACK_WEIGHT)
 
-    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
-        if x is None:
-            return {}
+    def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
         y = self.primal(x, theta)
-        return {"primal": y[0].tolist(), "primal_objective": float(self.primal_objective(y)[0])}
+        return [{"primal": row, "primal_objective": value}
+                for row, value in zip(y.tolist(), self.primal_objective(y).tolist())]
 
     # ----- references ----------------------------------------------------------------------
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:

@@ -97,8 +97,8 @@ class UserFamily(Family):
     # ----- identity -----------------------------------------------------------------------
     def default_training(self) -> dict[str, Any]:  # an instance method here: settings are per family
         rank = self.rank
-        model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward"} if rank <= 32 else
-                 {"depth": 10, "width": 20, "gamma": 0.5, "init": "authors"})
+        model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward", "queries": "relative"}
+                 if rank <= 32 else {"depth": 10, "width": 20, "gamma": 0.5, "init": "authors", "queries": "relative"})
         defaults = {"model": model,
                     "training": {"steps": 2000, "batch_size": 256, "lr": 3e-3, "n_instances": 2000,
                                  "eval_every": 200, "grad_clip": 1.0}}
@@ -147,10 +147,9 @@ class UserFamily(Family):
     def lipschitz(self, theta: torch.Tensor) -> torch.Tensor | None:
         return None if self._lipschitz is None else torch.as_tensor(self._lipschitz(self.split_theta(theta))).to(theta)
 
-    def extra_answer(self, x: torch.Tensor | None, theta: torch.Tensor) -> dict[str, Any]:
-        if x is None:
-            return {}
-        return {"variables": {k: v[0].tolist() for k, v in self.split_variables(x.double()).items()}}
+    def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
+        columns = {name: value.tolist() for name, value in self.split_variables(x.double()).items()}
+        return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(x))]
 
     # ----- references ---------------------------------------------------------------------
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ class OperatorModel(torch.nn.Module):
         self.init_kwargs = dict(init_kwargs)
 
     has_coefficients: ClassVar[bool] = False  # answers in the family's basis (`coefficients`)
+    auxiliary_loss: torch.Tensor | None = None  # a regulariser the last forward adds to the training loss
 
     def values(self, theta: torch.Tensor) -> torch.Tensor:
         """theta (batch, P) -> values at the family's evaluation points (batch, points)."""

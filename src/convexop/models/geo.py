@@ -26,6 +26,7 @@ from ..solvers.fixed_point import BACKWARDS, SOLVERS, SolveStats, equilibrium_ou
 from .base import OperatorModel
 
 INITIALISATIONS = ("authors", "scaled", "forward-backward")
+QUERIES = ("absolute", "relative")
 STARTS = ("random", "zero")
 MODES = ("unrolled", "equilibrium")
 
@@ -37,6 +38,11 @@ class GEO(OperatorModel, name="geo"):
     A ~ N(0, 1/R), unit-scale query offsets, B ~ N(0, init_std^2 / M)) or "forward-backward"
     (each layer starts as relaxed forward-backward splitting with a central-difference gradient:
     A = I, c = +-h e_j, B = -+step/(2h), read-out I).
+    queries: "absolute" (the paper's q_m = g(x + c_m)) or "relative" (q_m = g(x + c_m) - g(x), one more
+    evaluation per layer): B then multiplies differences of size ~h |grad g| instead of the common
+    value g(x), so a training step that moves B does not break the +-h cancellation of the
+    central differences (with absolute queries a program whose g is ~20 at the answer diverges at
+    Adam's default rates).
     """
 
     has_coefficients = True
@@ -45,7 +51,8 @@ class GEO(OperatorModel, name="geo"):
                  init: str = "authors", init_std: float = 0.01, start_std: float = 0.01,
                  mode: str = "unrolled", step: float | None = None, solver: str = "anderson",
                  backward: str = "phantom", inference_iterations: int = 100, tol: float = 1e-5,
-                 contraction: float = 0.0, jacobian_penalty: float = 0.0, phantom_steps: int = 5) -> None:
+                 contraction: float = 0.0, jacobian_penalty: float = 0.0, phantom_steps: int = 5,
+                 queries: str = "absolute") -> None:
         _check(isinstance(depth, int) and 1 <= depth <= 1000, "depth", depth, "integers in [1, 1000]")
         _check(isinstance(width, int) and 1 <= width <= 10000, "width", width, "integers in [1, 10000]")
         _check(0.0 <= gamma < 1.0, "gamma", gamma, "[0, 1)")
@@ -61,16 +68,18 @@ class GEO(OperatorModel, name="geo"):
         _check(0 <= contraction < 1, "contraction", contraction, "[0, 1) (0 switches it off)")
         _check(jacobian_penalty >= 0, "jacobian_penalty", jacobian_penalty, "[0, inf)")
         _check(isinstance(phantom_steps, int) and phantom_steps >= 1, "phantom_steps", phantom_steps, "integers >= 1")
+        _check(queries in QUERIES, "queries", queries, "one of " + ", ".join(QUERIES))
         super().__init__(family, depth=depth, width=width, gamma=gamma, init=init, init_std=init_std,
                          start_std=start_std, mode=mode, step=step, solver=solver, backward=backward,
                          inference_iterations=inference_iterations, tol=tol, contraction=contraction,
-                         jacobian_penalty=jacobian_penalty, phantom_steps=phantom_steps)
+                         jacobian_penalty=jacobian_penalty, phantom_steps=phantom_steps, queries=queries)
         rank = family.rank
         self.depth, self.width, self.gamma, self.start_std = depth, width, gamma, start_std
         self.mode, self.solver, self.backward = mode, solver, backward
         self.inference_iterations, self.tol = inference_iterations, tol
         self.contraction, self.jacobian_penalty = contraction, jacobian_penalty
         self.phantom_steps = phantom_steps
+        self.relative_queries = queries == "relative"
         layers = 1 if mode == "equilibrium" else depth
         self.A = torch.nn.Parameter(torch.empty(layers, rank, rank))
         self.B = torch.nn.Parameter(torch.empty(layers, rank, width))
@@ -130,6 +139,8 @@ class GEO(OperatorModel, name="geo"):
     def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R)."""
         q = self.family.queries(x, self.offsets[index], theta)  # g_theta(x + c_m): (batch, M)
+        if self.relative_queries:  # g(x + c_m) - g(x): B then weighs differences, not the common value
+            q = q - self.family.g(x, theta)[:, None]
         z = x @ self.matrix(index).T + q @ self.B[index].T + self.bias[index]
         return self.gamma * x + (1.0 - self.gamma) * self.family.activation(z)
 

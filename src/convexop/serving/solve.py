@@ -103,15 +103,22 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
         finite = finite.cpu().numpy()
         fields = certificate_fields(certificate, len(theta))
         status = statuses(family.exact, certificate, finite, certify_tol)
+        coefficient_rows = coefficients.double().cpu().tolist() if coefficients is not None else None
+        value_rows = values.double().cpu().tolist()
+        extras = [{} for _ in range(len(theta))]
+        if coefficients is not None and finite.any():  # one batched call (e.g. one primal recovery)
+            rows = np.flatnonzero(finite)
+            t64 = torch.as_tensor(theta_np[begin + rows], dtype=torch.float64, device=device)
+            for k, extra in zip(rows, family.extra_answers(coefficients[torch.as_tensor(rows)].double(), t64)):
+                extras[k] = extra
         for k in range(len(theta)):
-            row = theta_np[begin + k]
             ok = bool(finite[k])
             answer = {
-                "params": family.instance_from_theta(row),
-                "coefficients": coefficients[k].double().tolist() if ok and coefficients is not None else None,
+                "params": family.instance_from_theta(theta_np[begin + k]),
+                "coefficients": coefficient_rows[k] if ok and coefficient_rows is not None else None,
                 "basis": family.labels,
                 "points": points,
-                "values": values[k].double().cpu().tolist() if ok else None,
+                "values": value_rows[k] if ok else None,
                 **fields[k],
                 "status": status[k][0],
             }
@@ -119,9 +126,5 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
                 answer["reason"] = status[k][1]
             if iterations is not None:
                 answer["iterations"] = int(iterations[k])
-            if ok:
-                answer |= family.extra_answer(
-                    coefficients[k:k + 1].double() if coefficients is not None else None,
-                    torch.as_tensor(row[None], dtype=torch.float64, device=device))
-            answers.append(answer)
+            answers.append(answer | extras[k])
     return {"family": family.name, "model": model.model_name, "instances": answers}

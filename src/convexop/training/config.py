@@ -17,7 +17,7 @@ from ..families import Family
 from ..models.base import OperatorModel, build_model  # noqa: F401  (registration)
 
 SCHEDULES = ("constant", "cosine", "step")
-LOSSES = ("mse", "relative")
+LOSSES = ("mse", "relative", "objective")
 MAX_SEED = 2**32 - 1  # numpy's legacy seed range, used by the trainer
 MAX_STEPS = 10_000_000  # an upper bound on training steps (checkpoints are checked against it too)
 

@@ -82,6 +82,14 @@ def prepare_run(config: RunConfig, family: Family | None = None) -> tuple[Family
     if t.test_law != "train" and t.test_law not in family.laws:
         raise InputError("test_law", t.test_law, "one of " + ", ".join(family.laws))
     world = distributed.world_size()
+    if t.loss == "objective" and not family.exact:
+        raise InputError("loss", t.loss, "", f"label-free training minimises the program's objective; {family.name} "
+                         "is supervised (its target is not argmin f + g): use loss=mse or relative")
+    if t.loss == "objective" and world > 1:
+        raise InputError("loss", t.loss, "", "label-free training runs in one process (no torchrun)")
+    if t.loss == "objective" and not model.has_coefficients:
+        raise InputError("loss", t.loss, "", f"label-free training needs a model that answers in the basis "
+                         f"(geo), not {config.model}")
     if t.batch_size < world:
         raise InputError("batch_size", t.batch_size, f"integers >= the number of processes ({world})")
     return family, model
@@ -89,8 +97,20 @@ def prepare_run(config: RunConfig, family: Family | None = None) -> tuple[Family
 
 def prepare_data(family: Family, config: RunConfig, run_dir: Path,
                  progress=None) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Generate (or reuse) RUN_DIR/train.h5 and test.h5."""
+    """Generate (or reuse) RUN_DIR/train.h5 and test.h5. Label-free runs (loss=objective) draw fresh
+    instances at every step and solve no training instance: only test.h5 (the test fraction of
+    n_instances, with references) is made, and it also serves as the scored "train" split."""
     t = config.training
+    if t.loss == "objective":
+        path = run_dir / "test.h5"
+        if path.is_file():
+            test = datasets.read_dataset(path, family)
+        else:
+            law = "train" if t.test_law == "train" else t.test_law
+            test = datasets.generate(family, max(1, round(t.n_instances * t.test_fraction)), t.data_seed + 1, law,
+                                     progress)
+            datasets.write_dataset(path, test)
+        return test, test
     paths = run_dir / "train.h5", run_dir / "test.h5"
     if all(p.is_file() for p in paths):
         return tuple(datasets.read_dataset(p, family) for p in paths)  # type: ignore[return-value]

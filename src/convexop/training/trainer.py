@@ -161,13 +161,15 @@ class Trainer:
         global batch mean.
         """
         context = self.context
+        if self.config.loss == "objective":
+            return self._objective_loss()
         local = index.tensor_split(context.world)[context.rank] if context.enabled else index
         targets = self.train.targets[local]
         errors = self.model.family.error(self.forward(self.train.theta[local]), targets)
         if self.config.loss == "relative":
             scale = self.model.family.error(torch.zeros_like(targets), targets) + self.config.loss_offset
             errors = errors / scale.clamp_min(1e-30)
-        auxiliary = getattr(self.model, "auxiliary_loss", None)
+        auxiliary = self.model.auxiliary_loss
         if not context.enabled:
             loss = errors.mean()
             objective = loss + auxiliary if auxiliary is not None else loss
@@ -177,6 +179,21 @@ class Trainer:
         totals = torch.stack([errors.detach().sum(), objective.detach()]).double()
         totals = all_reduce_sum(context, totals)
         return totals[0].item() / len(index), objective, bool(torch.isfinite(totals).all())
+
+    def _objective_loss(self) -> tuple[float, torch.Tensor, bool]:
+        """Label-free: the program's own objective f + g at the model's answers to a fresh draw of
+        batch_size instances (seeded by (seed, step), so a resumed run draws the same ones). With the
+        prox activation the answers lie in dom f (feasible); on QP duals the objective is minus the
+        dual function, so every answer's value is a valid bound."""
+        family = self.model.family
+        rng = np.random.default_rng([int(self.config.seed), int(self.step), int(self.rollbacks)])
+        theta = torch.as_tensor(family.sample(self.config.batch_size, rng), dtype=torch.float32,
+                                device=self.train.theta.device)
+        values = family.objective(self.model.coefficients(theta), theta)
+        auxiliary = self.model.auxiliary_loss
+        loss = values.mean()
+        objective = loss + auxiliary if auxiliary is not None else loss
+        return loss.item(), objective, bool(torch.isfinite(objective))
 
     def _remember_good_state(self) -> None:
         """In-memory copy of what the last checkpoint holds (every process keeps its own)."""
@@ -221,8 +238,11 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.base_lrs = [base * factor for base in self.scheduler.base_lrs]
             self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-            if hasattr(self.scheduler, "eta_min"):
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                 self.scheduler.eta_min *= factor
+        if self.callback is not None and self.context.main:  # said, never silent
+            self.callback({"event": "rollback", "step": step, "reason": what, "to_step": self.step,
+                           "lr": self.optimizer.param_groups[0]["lr"], "rollbacks": self.rollbacks})
 
     def _evaluate(self, train_loss: float, seconds: float) -> dict[str, float]:
         self.model.eval()
