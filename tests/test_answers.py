@@ -80,3 +80,18 @@ def test_generate_refuses_non_finite_sampler_and_reference_draws():
                                   parameters={"b": 2}, sampler=lambda n, rng: {"b": np.full((n, 2), 1e7)})
     with pytest.raises(InputError, match=r"sampler.*b outside its domain.*instance 0"):
         data.generate(outside, 5, 0)
+
+
+def test_generate_refuses_infeasible_qp_instances_naming_the_count_and_first_index():
+    cp = pytest.importorskip("cvxpy")
+    import convexop
+
+    p = cp.Variable(4, name="p")
+    demand = cp.Parameter(name="demand")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(p)), [cp.sum(p) == demand, p >= 0, p <= 1])
+    family = convexop.from_cvxpy(problem, lambda n, rng: {
+        "demand": np.where(np.isin(np.arange(n), (3, 6)), 7.0, rng.uniform(0.5, 3.5, n))})  # capacity is 4
+    with pytest.raises(InputError, match=r"2 of 10 instances are infeasible.*first: instance 3"):
+        data.generate(family, 10, 0)
+    feasible = convexop.from_cvxpy(problem, lambda n, rng: {"demand": rng.uniform(0.5, 3.5, n)})
+    assert np.isfinite(data.generate(feasible, 10, 0).targets).all()

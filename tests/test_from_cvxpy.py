@@ -166,3 +166,15 @@ def test_quadratic_queries_equal_direct_evaluation():
         fast = family.queries(x, offsets, theta)
         assert type(family).queries is not Family.queries  # the fast path is in use
         torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)
+
+
+def test_abs_and_norm_inf_bounds_are_boxes_that_combine():
+    x = cp.Variable(3, name="x")
+    b = cp.Parameter(3, name="b")
+    theta = np.array([[2.0, -2.0, 0.3], [-0.05, 0.7, -3.0]])
+    for constraints, lower, upper in [([cp.abs(x) <= np.array([0.1, 0.5, 1.0])], [-0.1, -0.5, -1.0], [0.1, 0.5, 1.0]),
+                                      ([cp.norm_inf(x) <= 0.5, x >= -0.2], [-0.2] * 3, [0.5] * 3)]:
+        problem = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), constraints)
+        family = from_cvxpy(problem, lambda n, rng: {"b": rng.normal(size=(n, 3))})
+        assert family.f.lower.tolist() == lower and family.f.upper.tolist() == upper
+        assert np.allclose(family.in_basis_optimum(theta), np.clip(theta, lower, upper), atol=1e-9)

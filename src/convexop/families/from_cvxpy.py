@@ -3,8 +3,9 @@
 Two routes turn the problem into min f + g_theta:
 (a) a smooth convex objective (plus optional terms c * norm1(variable), c >= 0 constant) and
     constraints that are simple sets on whole variables, with constant data: bounds x >= l, x <= u
-    (and the nonneg/nonpos/bounds variable attributes), the simplex sum(x) == r with x >= 0, and the
-    balls norm(x, 2) <= r, norm_inf(x) <= r. f = the separable sum of their prox (indicators, L1),
+    (and the nonneg/nonpos/bounds variable attributes, abs(x) <= c and norm_inf(x) <= r, all boxes that
+    combine), the simplex sum(x) == r with x >= 0, and the ball norm(x, 2) <= r. f = the separable
+    sum of their prox (indicators, L1),
     g = the objective evaluated in torch; coefficients are the variables themselves.
 (b) a strongly convex QP (quadratic objective, P positive definite, affine equalities and
     inequalities; any data may depend on parameters): the Lagrangian dual over z = (lambda, mu >= 0)
@@ -86,8 +87,16 @@ class _Blocks:
             if _kind(rhs) == "Variable" and _constant(lhs) is not None:
                 self.lower[rhs.id] = np.maximum(self.lower[rhs.id], np.broadcast_to(_constant(lhs), rhs.shape))
                 return True
-            if _kind(lhs) in ("Pnorm", "PnormApprox", "norm_inf") and _kind(lhs.args[0]) == "Variable":
-                p = math.inf if _kind(lhs) == "norm_inf" else float(lhs.get_data()[0])
+            bound = _constant(rhs)
+            if _kind(lhs) in ("abs", "norm_inf") and _kind(lhs.args[0]) == "Variable" and bound is not None \
+                    and (_kind(lhs) == "abs" or bound.size == 1):  # |x| <= c, ||x||_inf <= c: a box
+                x = lhs.args[0]
+                c = np.broadcast_to(bound, x.shape)
+                self.lower[x.id] = np.maximum(self.lower[x.id], -c)
+                self.upper[x.id] = np.minimum(self.upper[x.id], c)
+                return True
+            if _kind(lhs) in ("Pnorm", "PnormApprox") and _kind(lhs.args[0]) == "Variable":
+                p = float(lhs.get_data()[0])
                 radius = _constant(rhs)
                 if p in (2.0, math.inf) and radius is not None and radius.size == 1 and lhs.args[0].id not in self.ball:
                     self.ball[lhs.args[0].id] = (p, float(radius))

@@ -245,8 +245,20 @@ class CvxpyQPFamily(UserFamily):
         return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(y))]
 
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
+        """(n, R) the dual optimum (interior point + KKT polish) in coefficients. An instance that the
+        solve cannot certify (relative gap and violation <= 1e-6) is infeasible (the dual is unbounded)
+        or numerically out of reach: refused with one line giving the count and the first index."""
         dual, _ = self.qp(torch.as_tensor(theta, dtype=torch.float64))
-        return solve_qp(dual.data, 1e-9)[1].numpy() / self.scale
+        _, z = solve_qp(dual.data, 1e-9)
+        gap, violation = dual.certificate(z)
+        bad = ~(torch.maximum(gap, violation) <= 1e-6)
+        if bad.any():
+            first = int(bad.nonzero()[0, 0])
+            raise InputError("reference", None, "", f"{int(bad.sum())} of {len(z)} instances are infeasible or "
+                             f"could not be solved (first: instance {first}, primal violation "
+                             f"{float(violation[first]):.2e}, relative gap {float(gap[first]):.2e}); draw only "
+                             "feasible instances in the sampler")
+        return z.numpy() / self.scale
 
 
 class HessianBound:
