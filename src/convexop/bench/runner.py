@@ -138,13 +138,15 @@ def script_results(folder: Path) -> str:
         if title == "convexop benchmark results":  # a full-budget `convexop bench --only ...` report
             title = f"full-budget `convexop bench` run: {path.stem.removeprefix('RESULTS-')}"
         lines.append(f"- [{path.name}](benchmarks/results/{path.name}): {title}")
-    for name in ("examples.json", "polish-newton.json"):
+    scripts = {"examples.json": "worked examples of the bring-your-own-family front "
+                                "(`python examples/NAME.py --steps 2000`)",
+               "polish-newton.json": "active-set Newton polish against warm and cold FISTA "
+                                     "(`python benchmarks/polish_newton.py`)",
+               "label-free.json": "label-free (loss=objective) against supervised training at equal wall time "
+                                  "(`python benchmarks/label_free.py`)"}
+    for name, description in scripts.items():
         if (folder / name).is_file():
-            lines.append(f"- [{name}](benchmarks/results/{name}): "
-                         + {"examples.json": "worked examples of the bring-your-own-family front "
-                            "(`python examples/NAME.py --steps 2000`)",
-                            "polish-newton.json": "active-set Newton polish against warm and cold FISTA "
-                            "(`python benchmarks/polish_newton.py`)"}[name])
+            lines.append(f"- [{name}](benchmarks/results/{name}): {description}")
     return "\n".join(lines) + "\n"
 
 
