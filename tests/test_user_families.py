@@ -11,6 +11,7 @@ import torch
 from conftest import CLIPPED_FAMILY as FAMILY_FILE
 
 from convexop import api, from_torch
+from convexop.cli import main
 from convexop.errors import InputError
 from convexop.families import get_family
 from convexop.prox import Box
@@ -109,3 +110,24 @@ def test_worked_examples_train_and_polish(example, tmp_path):
         for instance, answer in zip(instances, out["instances"]):
             optimum = _cvxpy_optimum(family, instance)
             assert abs(answer["objective"] - optimum) <= 1e-6 * max(1.0, abs(optimum))
+
+
+def test_api_load_accepts_the_family_object_a_file_run_was_trained_on(tmp_path):
+    """`convexop train FILE.py:family` then, in Python, `api.load(run, module.family)` with the same
+    object imported from that file: accepted; a family with other variables is refused."""
+    import importlib.util
+
+    (tmp_path / "fam.py").write_text(FAMILY_FILE)
+    run_dir = tmp_path / "run"
+    assert main(["train", f"{tmp_path / 'fam.py'}:family", "--out", str(run_dir), "--set", "steps=5",
+                 "--set", "n_instances=20", "--set", "eval_every=5", "--set", "tensorboard=false"]) == 0
+    spec = importlib.util.spec_from_file_location("fam_module", tmp_path / "fam.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = api.load(run_dir, module.family)
+    answers = api.solve(model, [{"c": [0.9, -0.2, 0.1]}], polish=1e-8)["instances"]
+    assert answers[0]["status"] == "optimal" and len(answers[0]["variables"]["x"]) == 3
+    other = from_torch(lambda x, t: ((x - t["c"]) ** 2).sum(-1), variables={"y": 3}, parameters={"c": 3},
+                                sampler={"c": (-1.0, 1.0)})
+    with pytest.raises(InputError, match="variables or parameters differ"):
+        api.load(run_dir, other)

@@ -67,6 +67,7 @@ class OperatorModel(torch.nn.Module):
     def metadata(self) -> dict[str, Any]:
         return {"class": self.model_name, "init_kwargs": self.init_kwargs,
                 "family": self.family.name, "family_config": self.family.family_config(),
+                "family_labels": self.family.labels, "family_parameters": self.family.parameter_names,
                 "package_version": __version__, "parameters": self.parameter_count()}
 
 
@@ -204,6 +205,13 @@ def from_checkpoint(folder: str | Path, stem: str = "model", family: Family | No
         except (TypeError, ValueError) as error:  # unknown or out-of-range family keywords
             raise InputError(f"{meta_path}: family_config", family_config, "",
                              f"does not build family {family_name!r} ({error})") from None
+    elif family.user_defined and "file_sha256" in family_config and not family.source:
+        # a family object built in code (e.g. imported from the very file the run was trained on by
+        # `convexop train FILE.py:NAME`): accepted when its structure matches the recorded model's
+        names = family.parameter_names
+        if family.labels != meta.get("family_labels", family.labels) or names != meta.get("family_parameters", names):
+            raise InputError("family", family.name, "", f"its variables or parameters differ from those of "
+                             f"{family_name}, which the checkpoint was trained on")
     elif family.name != family_name:
         raise InputError("family", family.name, "", f"the checkpoint was trained on {family_name}")
     elif _canonical(family.family_config()) != _canonical(family_config):
