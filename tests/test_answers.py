@@ -95,3 +95,47 @@ def test_generate_refuses_infeasible_qp_instances_naming_the_count_and_first_ind
         data.generate(family, 10, 0)
     feasible = convexop.from_cvxpy(problem, lambda n, rng: {"demand": rng.uniform(0.5, 3.5, n)})
     assert np.isfinite(data.generate(feasible, 10, 0).targets).all()
+
+
+def test_fuzz_in_domain_extremes_always_give_strict_answers_from_the_vocabulary():
+    """Hypothesis: toy-box instances anywhere in their (honest) domains, extreme magnitudes included,
+    through `solve` with and without polish: strict JSON, a status from the vocabulary, and every
+    answer either finite or `error` with null values."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from convexop.serving.answers import STATUSES
+
+    family = get_family("toy-box")
+    torch.manual_seed(0)
+    model = build_model("geo", family, depth=3, width=4, init="forward-backward", step=0.2)
+    big = st.floats(-1e6, 1e6, allow_nan=False)
+    entries = st.floats(-1e3, 1e3, allow_nan=False)
+    instances = st.builds(
+        lambda g, b, c, beta, kappa: {"A": (np.array(g).reshape(2, 2).T @ np.array(g).reshape(2, 2)).tolist(),
+                                      "b": b, "c": c, "beta": beta, "kappa": kappa},
+        st.lists(entries, min_size=4, max_size=4), st.lists(big, min_size=2, max_size=2), big,
+        st.lists(big, min_size=2, max_size=2), st.floats(1e-300, 1e6))
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(instances, min_size=1, max_size=3), st.booleans())
+    def check(batch, polish):
+        try:
+            answers = solve_instances(model, batch, polish_tol=1e-6 if polish else None, polish_iterations=50)
+        except InputError as error:  # e.g. an A that is not PSD after rounding: one line
+            assert "\n" not in str(error)
+            seen["refused"] = seen.get("refused", 0) + 1
+            return
+        json.dumps(answers, allow_nan=False)
+        for answer in answers["instances"]:
+            seen[answer["status"]] = seen.get(answer["status"], 0) + 1
+            assert answer["status"] in STATUSES and answer["status"] != "approximate"
+            if answer["status"] == "error":
+                assert answer["values"] is None and answer["coefficients"] is None and answer["reason"]
+            else:
+                assert np.isfinite(answer["values"]).all() and answer["residual"] is not None
+
+    check()
+    assert sum(seen.values()) >= 200 and seen.get("optimal", 0) > 0, seen
