@@ -60,3 +60,25 @@ def test_objective_loss_refused_for_supervised_families(tmp_path):
     with pytest.raises(InputError, match="loss.*supervised"):
         train_run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_label_noise_perturbs_only_the_training_targets_in_memory(tmp_path):
+    import h5py
+
+    from convexop.training.run import Split, with_label_noise
+
+    targets = torch.randn(50, 20, generator=torch.Generator().manual_seed(0))
+    split = Split(torch.zeros(50, 1), targets)
+    noisy = with_label_noise(split, 0.1, seed=3)
+    rms = float(targets.pow(2).mean().sqrt())
+    ratio = float((noisy.targets - targets).pow(2).mean().sqrt()) / rms
+    assert 0.09 < ratio < 0.11 and torch.equal(noisy.targets, with_label_noise(split, 0.1, seed=3).targets)
+    config = resolve_config(type(get_family("toy-box")), "geo", SMALL | {"label_noise": "0.1", "steps": "5"})
+    _, history = train_run(config, tmp_path / "run")
+    clean = resolve_config(type(get_family("toy-box")), "geo", SMALL | {"steps": "5"})
+    _, reference = train_run(clean, tmp_path / "clean")
+    with h5py.File(tmp_path / "run" / "train.h5") as a, h5py.File(tmp_path / "clean" / "train.h5") as b:
+        assert np.array_equal(a["targets"][()], b["targets"][()])  # the data set on disk stays clean
+    assert history[-1]["train_mse"] != reference[-1]["train_mse"]  # the model was fitted to other targets
+    with pytest.raises(InputError, match="label_noise"):
+        resolve_config(type(get_family("toy-box")), "geo", {"label_noise": "-1"})

@@ -44,7 +44,7 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def generate(family: Family, n: int, seed: int, law: str = "train", progress=None,
-             shard: tuple[int, int] | None = None) -> Dataset:
+             shard: tuple[int, int] | None = None, rows: tuple[int, int] | None = None) -> Dataset:
     """Draw n instances from `law` with `seed` and solve them with the family's reference.
 
     shard (i, k): all n parameters are drawn as without it, and only the i-th of k contiguous
@@ -67,6 +67,10 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
         start, stop = index * n // count, (index + 1) * n // count
         params = params[start:stop]
         extra = {"shard_index": index, "shard_count": count, "shard_offset": start, "n_total": n}
+    elif rows is not None:  # only the rows [start, stop) of the n drawn are solved (a label-free run's test set)
+        start, stop = rows
+        params = params[start:stop]
+        extra = {"rows_offset": int(start), "n_total": n}
     check_finite_array("sampler", params, (len(params), family.theta_size))
     family.check_theta(params)
     targets = np.asarray(family.reference(params, progress=progress))

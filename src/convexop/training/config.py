@@ -41,6 +41,7 @@ class TrainingConfig:
     test_law: str = "train"
     tensorboard: bool = True
     max_rollbacks: int = 3
+    label_noise: float = 0.0  # Gaussian noise on the training targets, in units of their RMS (a study)
 
     def validate(self) -> None:
         _need(1 <= self.steps <= MAX_STEPS, "steps", self.steps, f"integers in [1, {MAX_STEPS}]")
@@ -58,6 +59,8 @@ class TrainingConfig:
         _need(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"integers in [0, {MAX_SEED}]")
         _need(0 <= self.data_seed < MAX_SEED, "data_seed", self.data_seed, f"integers in [0, {MAX_SEED - 1}]")
         _need(0 <= self.max_rollbacks <= 100, "max_rollbacks", self.max_rollbacks, "integers in [0, 100]")
+        _need(0 <= self.label_noise <= 10 and math.isfinite(self.label_noise), "label_noise", self.label_noise,
+              "[0, 10] (standard deviation in units of the targets' RMS)")
         n_test = max(1, round(self.n_instances * self.test_fraction))  # as prepare_data splits
         _need(n_test < self.n_instances, "test_fraction", self.test_fraction,
               f"(0, 1) leaving at least one of n_instances = {self.n_instances} for training")

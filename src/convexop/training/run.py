@@ -101,14 +101,17 @@ def prepare_data(family: Family, config: RunConfig, run_dir: Path,
     instances at every step and solve no training instance: only test.h5 (the test fraction of
     n_instances, with references) is made, and it also serves as the scored "train" split."""
     t = config.training
-    if t.loss == "objective":
+    if t.loss == "objective":  # the test set a supervised run of the same settings would score on
         path = run_dir / "test.h5"
         if path.is_file():
             test = datasets.read_dataset(path, family)
         else:
-            law = "train" if t.test_law == "train" else t.test_law
-            test = datasets.generate(family, max(1, round(t.n_instances * t.test_fraction)), t.data_seed + 1, law,
-                                     progress)
+            n_test = max(1, round(t.n_instances * t.test_fraction))
+            if t.test_law == "train":
+                test = datasets.generate(family, t.n_instances, t.data_seed, "train", progress,
+                                         rows=(t.n_instances - n_test, t.n_instances))
+            else:
+                test = datasets.generate(family, n_test, t.data_seed + 1, t.test_law, progress)
             datasets.write_dataset(path, test)
         return test, test
     paths = run_dir / "train.h5", run_dir / "test.h5"
@@ -133,6 +136,16 @@ def prepare_data(family: Family, config: RunConfig, run_dir: Path,
 def to_split(data: datasets.Dataset, device: str) -> Split:
     return Split(torch.as_tensor(data.params, dtype=torch.float32, device=device),
                  torch.as_tensor(data.targets, dtype=torch.float32, device=device))
+
+
+def with_label_noise(split: Split, sigma: float, seed: int) -> Split:
+    """The split with Gaussian noise of standard deviation sigma x (the targets' RMS) added to its
+    targets (the GEO paper's open check: robustness to noisy training data); seeded, so a resumed run
+    sees the same noise; the data set on disk stays clean."""
+    generator = torch.Generator().manual_seed(int(seed) + 7919)
+    scale = sigma * float(split.targets.double().pow(2).mean().sqrt())
+    noise = torch.randn(split.targets.shape, generator=generator, dtype=torch.float32).to(split.targets.device)
+    return Split(split.theta, split.targets + scale * noise)
 
 
 def check_device(device: str) -> None:
@@ -275,7 +288,10 @@ def train_run(config: RunConfig, run_dir: str | Path, resume: bool = False,
             check_training_meta(meta, str(run_dir / "checkpoint_last.safetensors"), steps=t.steps,
                                 n=len(train.params), batch_size=t.batch_size, max_rollbacks=t.max_rollbacks)
         model = model.to(device)
-        trainer = Trainer(model, to_split(train, device), to_split(test, device), config.training,
+        train_split = to_split(train, device)
+        if config.training.label_noise > 0 and config.training.loss != "objective":
+            train_split = with_label_noise(train_split, config.training.label_noise, config.training.data_seed)
+        trainer = Trainer(model, train_split, to_split(test, device), config.training,
                           run_dir, callback if context.main else None, context)
         history = trainer.fit(resume=resume)
         distributed.barrier(context)
