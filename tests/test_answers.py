@@ -139,3 +139,38 @@ def test_fuzz_in_domain_extremes_always_give_strict_answers_from_the_vocabulary(
 
     check()
     assert sum(seen.values()) >= 200 and seen.get("optimal", 0) > 0, seen
+
+
+def test_non_finite_data_sets_and_weights_are_refused_even_with_a_recomputed_hash(tmp_path):
+    import hashlib
+
+    import h5py
+    from safetensors.torch import load_file, save_file
+
+    from convexop.models.base import from_checkpoint, save_model
+
+    family = get_family("toy-box")
+    dataset = data.generate(family, 10, 0)
+    dataset.targets[3, 1] = np.nan
+    with pytest.raises(InputError, match=r"targets.*non-finite value nan at index \[3, 1\]"):
+        data.write_dataset(tmp_path / "nan.h5", dataset)
+    dataset.targets[3, 1] = 0.0
+    data.write_dataset(tmp_path / "ok.h5", dataset)
+    with h5py.File(tmp_path / "ok.h5", "r+") as h5:  # tampered, with the digest recomputed to match
+        targets = h5["targets"][()]
+        targets[2, 0] = np.inf
+        h5["targets"][...] = targets
+        h5.attrs["sha256"] = data.array_digest(h5["params"][()], targets, h5["points"][()])
+    with pytest.raises(InputError, match=r"targets.*non-finite value inf at index \[2, 0\]"):
+        data.read_dataset(tmp_path / "ok.h5", family)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_model(build_model("geo", family, depth=2, width=3), run_dir)
+    weights = load_file(str(run_dir / "model.safetensors"))
+    weights["A"][0, 0, 0] = float("nan")
+    save_file(weights, str(run_dir / "model.safetensors"))
+    meta = json.loads((run_dir / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((run_dir / "model.safetensors").read_bytes()).hexdigest()
+    (run_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="tensor A holds non-finite values"):
+        from_checkpoint(run_dir, family=family)

@@ -82,6 +82,17 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
     return Dataset(params, np.asarray(targets, dtype=family.target_dtype), np.asarray(family.points), attrs)
 
 
+def check_real_finite(name: str, array: np.ndarray) -> None:
+    """Raise InputError naming `name` and the first bad index unless `array` holds finite real floats."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(name, None, "", f"holds {array.dtype} values; expected real floating-point numbers")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise InputError(name, None, "", f"holds a non-finite value {float(array[tuple(first)])} at index {first}")
+
+
 def check_finite_array(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
     """Raise InputError naming `name` unless `array` is real, of `shape`, and finite; the first bad
     index is given."""
@@ -93,7 +104,7 @@ def check_finite_array(name: str, array: np.ndarray, shape: tuple[int, ...]) -> 
     bad = ~np.isfinite(array)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(name, None, "", f"returned a non-finite value {array[first]!r} at index {list(first)} "
+        raise InputError(name, None, "", f"returned a non-finite value {float(array[first])} at index {list(first)} "
                                          f"(instance {first[0]})")
 
 
@@ -119,7 +130,9 @@ def check_output_path(path: str | Path, force: bool = False) -> Path:
 
 
 def write_dataset(path: str | Path, data: Dataset) -> str:
-    """Write atomically; returns the sha256 of the arrays."""
+    """Write atomically; returns the sha256 of the arrays (refused when an array is not finite and real)."""
+    for name in ("params", "targets", "points"):
+        check_real_finite(f"dataset {name}", getattr(data, name))
     path = Path(path)
     digest = array_digest(data.params, data.targets, data.points)
     with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
@@ -151,6 +164,8 @@ def read_dataset(path: str | Path, family: Family | None = None) -> Dataset:
     if digest != attrs["sha256"]:
         raise InputError("dataset", str(path), "", "arrays do not match their recorded sha256 "
                          "(tampered, truncated or edited)")
+    for name, array in (("params", params), ("targets", targets), ("points", points)):
+        check_real_finite(f"{path}: {name}", array)
     if params.ndim != 2 or len(params) != len(targets):
         raise InputError("dataset", str(path), "", f"params of shape {list(params.shape)} do not match "
                          f"targets of shape {list(targets.shape)}")

@@ -244,6 +244,10 @@ def from_checkpoint(folder: str | Path, stem: str = "model", family: Family | No
     if wrong:
         raise InputError(str(weights_path), None, "",
                          f"weights do not fit the recorded {cls_name} (mismatched tensors: {', '.join(wrong[:4])})")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise InputError(str(weights_path), None, "", f"tensor {broken[0]} holds non-finite values (NaN or inf); "
+                         "these weights cannot answer")
     model.load_state_dict(state)
     return model.to(device)
 
