@@ -143,7 +143,9 @@ def script_results(folder: Path) -> str:
                "polish-newton.json": "active-set Newton polish against warm and cold FISTA "
                                      "(`python benchmarks/polish_newton.py`)",
                "label-free.json": "label-free (loss=objective) against supervised training at equal wall time "
-                                  "(`python benchmarks/label_free.py`)"}
+                                  "(`python benchmarks/label_free.py`)",
+               "noisy-labels.json": "supervised training with noisy labels, and label-free "
+                                    "(`python benchmarks/noisy_labels.py`)"}
     for name, description in scripts.items():
         if (folder / name).is_file():
             lines.append(f"- [{name}](benchmarks/results/{name}): {description}")
