@@ -12,6 +12,20 @@ import matplotlib.pyplot as plt
 from ..evaluation.plots import save_figure  # the one atomic figure writer (also selects the Agg backend)
 
 
+def _tolerance_axis(axis, title: str) -> None:
+    """A log-log panel against the certificate tolerance, tightest on the right."""
+    axis.invert_xaxis()
+    axis.set_xlabel("certificate tolerance")
+    axis.set_title(title)
+    axis.grid(alpha=0.3, which="both")
+
+
+def _finish(figure, axes, ylabel: str, out: Path) -> Path:
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    return save_figure(figure, out)
+
+
 def time_to_accuracy(curves: dict[str, dict[str, Any]], out: Path) -> Path:
     """Per family: milliseconds per instance to reach each certificate tolerance, GEO + warm polish
     against cold FISTA (one batch) and CVXPY (one by one)."""
@@ -27,13 +41,8 @@ def time_to_accuracy(curves: dict[str, dict[str, Any]], out: Path) -> Path:
             axis.loglog(*zip(*cvx), "k^", label="CVXPY (Clarabel), per instance")
         axis.loglog([result["start_residual_median"]], [1e3 * result["forward_seconds"] / n], "r*", ms=12,
                     label="GEO forward alone (median residual)")
-        axis.invert_xaxis()
-        axis.set_xlabel("certificate tolerance")
-        axis.set_title(f"{name} ({n} instances)")
-        axis.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("ms per instance")
-    axes[0][0].legend(fontsize=7)
-    return save_figure(figure, out)
+        _tolerance_axis(axis, f"{name} ({n} instances)")
+    return _finish(figure, axes, "ms per instance", out)
 
 
 def throughput_against_tolerance(curves: dict[str, dict[str, Any]], out: Path) -> Path:
@@ -46,13 +55,8 @@ def throughput_against_tolerance(curves: dict[str, dict[str, Any]], out: Path) -
         axis.loglog([c["geo_residual"]], [c["geo_rate"]], "r*", ms=12, label="GEO forward (median residual)")
         if c.get("cvxpy_rate"):
             axis.axhline(c["cvxpy_rate"], color="k", ls=":", label="CVXPY (Clarabel)")
-        axis.invert_xaxis()
-        axis.set_xlabel("certificate tolerance")
-        axis.set_title(f"{name}, batch {c['batch']}")
-        axis.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("instances per second")
-    axes[0][0].legend(fontsize=7)
-    return save_figure(figure, out)
+        _tolerance_axis(axis, f"{name}, batch {c['batch']}")
+    return _finish(figure, axes, "instances per second", out)
 
 
 def error_against_parameters(results: dict[str, dict[str, list[tuple[int, float]]]], out: Path) -> Path:
