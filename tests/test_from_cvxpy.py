@@ -178,3 +178,49 @@ def test_abs_and_norm_inf_bounds_are_boxes_that_combine():
         family = from_cvxpy(problem, lambda n, rng: {"b": rng.normal(size=(n, 3))})
         assert family.f.lower.tolist() == lower and family.f.upper.tolist() == upper
         assert np.allclose(family.in_basis_optimum(theta), np.clip(theta, lower, upper), atol=1e-9)
+
+
+def _pinned_mpc(velocity_cost: float):
+    """Double-integrator MPC with the states as variables pinned by x[:, 0] == x0 (P singular on x0)."""
+    horizon, dt = 6, 0.1
+    a, b = np.array([[1.0, dt], [0.0, 1.0]]), np.array([0.5 * dt * dt, dt])
+    x, u = cp.Variable((2, horizon + 1), name="x"), cp.Variable(horizon, name="u")
+    x0, r = cp.Parameter(2, name="x0"), cp.Parameter(name="r")
+    constraints = ([x[:, 0] == x0] + [x[:, k + 1] == a @ x[:, k] + b * u[k] for k in range(horizon)]
+                   + [u <= 1, u >= -1, x[0, :] <= 1.5])
+    cost = cp.sum_squares(x[0, 1:] - r) + velocity_cost * cp.sum_squares(x[1, 1:]) + 0.01 * cp.sum_squares(u)
+    problem = cp.Problem(cp.Minimize(cost), constraints)
+    sampler = lambda n, rng: {"x0": np.column_stack([rng.uniform(-1, 1, n), rng.uniform(-0.5, 0.5, n)]),
+                              "r": rng.uniform(-1, 1, n)}
+    return problem, x, u, x0, r, sampler
+
+
+def test_singular_p_positive_definite_on_the_equalities_null_space_is_solved_in_reduced_space():
+    problem, x, u, x0, r, sampler = _pinned_mpc(0.0)
+    family = from_cvxpy(problem, sampler)
+    assert family.null_space is not None and family.null_space.shape[1] == 6  # the inputs remain free
+    theta = family.sample(4, np.random.default_rng(1))
+    t = torch.as_tensor(theta)
+    coefficients = torch.as_tensor(family.in_basis_optimum(theta))
+    certificate = family.certificate(coefficients, t)
+    assert certificate.gap.max() < 1e-9 and certificate.violation.max() < 1e-9
+    answers = family.extra_answers(coefficients, t)
+    for k in range(len(theta)):
+        split = family.split_theta(t[k:k + 1])
+        x0.value, r.value = split["x0"][0].numpy(), float(split["r"][0])
+        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+        assert np.abs(np.array(answers[k]["variables"]["u"]) - u.value).max() < 1e-6
+        assert np.abs(np.array(answers[k]["variables"]["x"]) - x.value).max() < 1e-6
+        assert abs(float(certificate.objective[k]) - problem.value) < 1e-7 * max(1.0, abs(problem.value))
+    # polish from a perturbed start certifies in the reduced space too
+    start = coefficients + 0.1 * torch.rand(coefficients.shape, generator=torch.Generator().manual_seed(0))
+    assert polish_answers(family, start, t, 1e-8, 200).converged.all()
+
+
+def test_a_direction_free_of_cost_and_constraints_is_refused_naming_the_fix():
+    horizon = 3
+    x, y = cp.Variable(horizon, name="x"), cp.Variable(horizon, name="y")
+    c = cp.Parameter(horizon, name="c")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - c)), [x + 0 * y == c, x <= 1])  # y is free of all
+    with pytest.raises(InputError, match="null space of the equality constraints.*add a small quadratic term"):
+        from_cvxpy(problem, lambda n, rng: {"c": rng.normal(size=(n, horizon))})

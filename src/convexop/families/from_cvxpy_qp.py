@@ -137,10 +137,14 @@ class CvxpyQPFamily(UserFamily):
         self.problem, self.sign = problem, sign
         self.extractor = QPExtractor(problem, self.cvx_variables, self.cvx_parameters, sign)
         draw = as_sampler(sampler, specs)
-        self._cache: tuple[torch.Tensor, QPDual, torch.Tensor] | None = None
+        self._cache: tuple | None = None
         self._factors = None
+        self.null_space: torch.Tensor | None = None  # (n, k) when the equalities are eliminated (singular P)
         probe = self._probe(draw, specs)
         me, mi = probe["A"].shape[1], probe["G"].shape[1]
+        if me + mi == 0:
+            raise InputError("problem", None, "", "no constraint is left once the equalities are eliminated: the "
+                             "problem is an unconstrained quadratic (solve it in closed form, or use from_torch)")
         lipschitz = QPDual.factor(QPData(*(probe[k] for k in ("P", "q", "A", "b", "G", "h"))))["lipschitz"]
         scale = float(lipschitz.median()) ** -0.5  # coefficients x = z / scale: the program is 1-smooth
         layout = [(k, (m,)) for k, m in (("lambda", me), ("mu", mi)) if m]
@@ -160,9 +164,8 @@ class CvxpyQPFamily(UserFamily):
         data = self.extractor.data(params, 2)
         eigenvalues = torch.linalg.eigvalsh(data["P"])
         if bool((eigenvalues[:, 0] <= 1e-10 * eigenvalues[:, -1].abs().clamp_min(1.0)).any()):
-            raise InputError("problem", None, "", f"objective: its quadratic part is singular (smallest eigenvalue "
-                             f"{float(eigenvalues[:, 0].min()):.2e}); route (b) needs a strongly convex QP "
-                             "(P positive definite)")
+            self._eliminate_equalities(data, float(eigenvalues[:, 0].min()))
+            return self._reduce(data)[0]
         for key in ("P", "A", "G", "q"):  # unit-vector differences carry rounding: compare to 1e-12
             scale = float(data[key].abs().max()) if data[key].numel() else 0.0
             if torch.allclose(data[key][0], data[key][1], rtol=0, atol=1e-12 * max(1.0, scale)):
@@ -172,24 +175,70 @@ class CvxpyQPFamily(UserFamily):
                 self.extractor.shared.pop(key, None)
         return data
 
+    def _eliminate_equalities(self, data: dict, smallest: float) -> None:
+        """A singular P: solve in the null space of the equalities, y = y0(b) + N w (y0 = A^+ b), which
+        needs constant P, A and G and N'PN positive definite; else one line naming what fails."""
+        singular = (f"objective: its quadratic part is singular (smallest eigenvalue {smallest:.2e})")
+        shared = {}
+        for key in ("P", "A", "G"):
+            scale = max(1.0, float(data[key].abs().max()) if data[key].numel() else 0.0)
+            shared[key] = torch.allclose(data[key][0], data[key][1], rtol=0, atol=1e-12 * scale)
+        if not all(shared.values()) or data["A"].shape[1] == 0:
+            raise InputError("problem", None, "", f"{singular}; route (b) needs P positive definite, or positive "
+                             "definite on the null space of equality constraints whose matrices do not depend on the "
+                             "parameters (e.g. pin a variable to a parameter with x[:, 0] == x0)")
+        a = data["A"][0]
+        _, values, vh = torch.linalg.svd(a)
+        rank = int((values > 1e-10 * values.max().clamp_min(1e-300)).sum())
+        null = vh[rank:].T  # (n, n - rank), orthonormal
+        reduced = null.T @ data["P"][0] @ null
+        curvature = torch.linalg.eigvalsh(reduced) if null.shape[1] else torch.ones(1, dtype=a.dtype)
+        if float(curvature[0]) <= 1e-10 * max(1.0, float(curvature[-1])):
+            raise InputError("problem", None, "", f"{singular}, also on the null space of the equality constraints "
+                             f"(smallest eigenvalue there {float(curvature[0]):.2e}): some direction is free of cost "
+                             "and of constraints; add a small quadratic term on the variables it moves")
+        self.null_space, self.pinv_equalities = null, torch.linalg.pinv(a)
+        for key in ("P", "A", "G"):
+            self.extractor.shared[key] = data[key][:1]
+
+    def _reduce(self, d: dict) -> tuple[dict, torch.Tensor]:
+        """QP data in w (y = y0 + N w, y0 = A^+ b; no equality rows left) and y0 (B, n); the constant
+        1/2 y0'Py0 + q'y0 joins c."""
+        null, p, g = self.null_space, d["P"][:1], d["G"][:1]
+        y0 = d["b"] @ self.pinv_equalities.T
+        q = d["q"].expand(len(y0), -1)
+        out = {"P": null.T @ p @ null, "q": (y0 @ p[0] + q) @ null, "A": p.new_zeros(1, 0, null.shape[1]),
+               "b": y0.new_zeros(len(y0), 0), "G": g @ null, "h": d["h"] - y0 @ g[0].T,
+               "c": d["c"] + 0.5 * ((y0 @ p[0]) * y0).sum(-1) + (q * y0).sum(-1)}
+        return out, y0
+
     def qp(self, theta: torch.Tensor) -> tuple[QPDual, torch.Tensor]:
-        """(QPDual, objective constant c) of the instances theta (B, P), float64; cached for the last theta."""
+        """(QPDual, objective constant c) of the instances theta (B, P), float64; cached for the last theta.
+        With eliminated equalities the QP is the one in w (see `_reduce`)."""
+        return self._qp(theta)[:2]
+
+    def _qp(self, theta: torch.Tensor) -> tuple[QPDual, torch.Tensor, torch.Tensor | None]:
         theta = theta.detach().double()
         if self._cache is not None and self._cache[0].shape == theta.shape and torch.equal(self._cache[0], theta):
-            return self._cache[1], self._cache[2]
+            return self._cache[1:]
         split = self.split_theta(theta)
         params = {p.id: split[p.name()] for p in self.cvx_parameters}
         matrices = not all(k in self.extractor.shared for k in ("P", "A", "G"))
         d = self.extractor.data(params, len(theta), matrices=matrices)
-        data = QPData(*(self.extractor.shared.get(k, d[k]) for k in ("P", "q", "A", "b", "G", "h")))
-        if all(k in self.extractor.shared for k in ("P", "A", "G", "q")):
+        d = {k: self.extractor.shared.get(k, d[k]) if k in ("P", "A", "G", "q") else d[k] for k in d} | {
+            k: self.extractor.shared[k] for k in ("P", "A", "G") if k in self.extractor.shared}
+        y0 = None
+        if self.null_space is not None:
+            d, y0 = self._reduce(d)
+        data = QPData(*(d[k] for k in ("P", "q", "A", "b", "G", "h")))
+        if self.null_space is None and all(k in self.extractor.shared for k in ("P", "A", "G", "q")):
             if self._factors is None:
                 self._factors = QPDual.factor(QPData(data.P, data.q, data.A, data.b[:1], data.G, data.h[:1]))
             dual = QPDual(data, self._factors)
         else:
             dual = QPDual(data)
-        self._cache = (theta.clone(), dual, d["c"])
-        return dual, d["c"]
+        self._cache = (theta.clone(), dual, d["c"], y0)
+        return dual, d["c"], y0
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The negated dual function at z = scale * x (batched over queries), less its constant
@@ -214,12 +263,16 @@ class CvxpyQPFamily(UserFamily):
         if self._interior is None:
             return None
         point = self._interior(self.split_theta(theta.double()))
-        return torch.as_tensor(np.asarray(point) if not isinstance(point, torch.Tensor) else point,
-                               dtype=torch.float64).reshape(len(theta), -1)
+        point = torch.as_tensor(np.asarray(point) if not isinstance(point, torch.Tensor) else point,
+                                dtype=torch.float64).reshape(len(theta), -1)
+        y0 = self._qp(theta)[2]
+        return point if y0 is None else (point - y0) @ self.null_space  # in w when equalities are eliminated
 
     def primal(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """(B, n) closed-form primal answers of coefficients x."""
-        return self.qp(theta)[0].recover(self.multipliers(x), self.interior(theta))[0]
+        dual, _, y0 = self._qp(theta)
+        y = dual.recover(self.multipliers(x), self.interior(theta))[0]
+        return y if y0 is None else y0 + y @ self.null_space.T
 
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """f + g with g's constant: minus the dual value (the primal objective of the recovered answer,
