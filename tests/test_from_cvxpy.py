@@ -187,7 +187,7 @@ def _pinned_mpc(velocity_cost: float):
     x, u = cp.Variable((2, horizon + 1), name="x"), cp.Variable(horizon, name="u")
     x0, r = cp.Parameter(2, name="x0"), cp.Parameter(name="r")
     constraints = ([x[:, 0] == x0] + [x[:, k + 1] == a @ x[:, k] + b * u[k] for k in range(horizon)]
-                   + [u <= 1, u >= -1, x[0, :] <= 1.5])
+                   + [cp.abs(u) <= 1, x[0, :] <= 1.5])
     cost = cp.sum_squares(x[0, 1:] - r) + velocity_cost * cp.sum_squares(x[1, 1:]) + 0.01 * cp.sum_squares(u)
     problem = cp.Problem(cp.Minimize(cost), constraints)
     sampler = lambda n, rng: {"x0": np.column_stack([rng.uniform(-1, 1, n), rng.uniform(-0.5, 0.5, n)]),

@@ -14,7 +14,8 @@ __all__ = ["SUPPORTED", "check_problem", "parameter_specs", "refuse"]
 SUPPORTED = ("supported: (a) a smooth objective (+ c*norm1(x)) with simple-set constraints on whole variables "
              "(x >= l, x <= u, abs(x) <= c, norm_inf(x) <= r, sum(x) == r with x >= 0, norm(x, 2) <= r; "
              "constant data), "
-             "or (b) a strongly convex QP with affine equality and inequality constraints")
+             "or (b) a strongly convex QP with affine equality and inequality constraints (abs(e) <= c allowed), "
+             "P positive definite or positive definite on the null space of constant equalities")
 
 
 def refuse(what: str, detail: str) -> InputError:

@@ -248,6 +248,23 @@ class CvxpyFamily(UserFamily):
         return {"max_relative_objective_difference": worst_gap, "max_distance": worst_distance}
 
 
+def split_abs_constraints(problem):
+    """The problem with every `abs(e) <= c` (e affine, c constant or affine) written as the two affine
+    inequalities e <= c and -e <= c, so that route (b) takes it; the same variables and parameters."""
+    import cvxpy as cp
+
+    constraints, changed = [], False
+    for constraint in problem.constraints:
+        lhs = constraint.args[0] if _kind(constraint) == "Inequality" else None
+        if lhs is not None and _kind(lhs) == "abs" and lhs.args[0].is_affine() and constraint.args[1].is_affine():
+            inner, bound = lhs.args[0], constraint.args[1]
+            constraints += [inner <= bound, -inner <= bound]
+            changed = True
+        else:
+            constraints.append(constraint)
+    return cp.Problem(problem.objective, constraints) if changed else problem
+
+
 def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None = None, interior=None):
     """A family from a DPP CVXPY problem and a sampler of its parameters (module docstring).
 
@@ -257,7 +274,7 @@ def from_cvxpy(problem, sampler, *, name: str = "cvxpy", training: dict | None =
     try:
         family = CvxpyFamily(problem, sampler, name, training)
     except NotSimpleSets as simple_error:
-
+        problem = split_abs_constraints(problem)
         reason = qp_refusal(problem)
         if reason is not None:  # the objective rules route (b) out: route (a)'s reason is the one to give
             raise (simple_error if reason[0] == "objective" else refuse(*reason)) from None

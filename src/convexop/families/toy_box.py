@@ -23,6 +23,7 @@ class ToyBox(Family):
     name = "toy-box"
     exact = True
     newton_polish = True  # polish by active-set Newton (solvers/newton.py)
+    has_hessian = True
     laws = ("train", "ood")
     parameters = (
         Parameter("A", shape=(2, 2), law="G'G, G_ij ~ N(0,1)", description="symmetric PSD matrix"),
@@ -70,6 +71,13 @@ class ToyBox(Family):
                                torch.log(p["kappa"])[:, None, None].expand(-1, x.shape[1], 1)], dim=-1)
         value = quadratic + linear + torch.logsumexp(exponents, dim=-1)
         return value[:, 0] if squeeze else value
+
+    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(batch, 2, 2) A + diag(w beta^2) - (w beta)(w beta)', w the softmax weights of the log-sum-exp."""
+        p = self.split_theta(theta.to(x.dtype))
+        exponents = torch.cat([x * p["beta"], torch.log(p["kappa"])[:, None]], dim=-1)
+        weighted = torch.softmax(exponents, dim=-1)[:, :2] * p["beta"]
+        return p["A"] + torch.diag_embed(weighted * p["beta"]) - weighted[:, :, None] * weighted[:, None, :]
 
     def lipschitz(self, theta: torch.Tensor) -> torch.Tensor:
         """(batch,) bound on the Lipschitz constant of grad g: lambda_max(A) + max beta_i^2."""

@@ -108,11 +108,22 @@ def _newton_round(program: CompositeProgram, x: torch.Tensor) -> torch.Tensor:
         system = torch.cat([top, bottom], dim=1)
         empty = c.sum(-1) == 0  # a simplex block with no free coordinate: drop its row
         system[:, size:, size:] += torch.diag_embed(empty.to(x.dtype))
-        solution = torch.linalg.lstsq(system, torch.cat([rhs, torch.where(empty, 0, residual)], 1)[..., None]).solution
+        solution = _solve(system, torch.cat([rhs, torch.where(empty, 0, residual)], 1)[..., None])
         direction = solution[:, :size, 0]
     else:
-        direction = torch.linalg.lstsq(matrix, rhs[..., None]).solution[..., 0]
+        direction = _solve(matrix, rhs[..., None])[..., 0]
     return x + move + torch.where(free, direction, torch.zeros_like(direction))
+
+
+def _solve(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Batched solve by LU (bit-reproducible from call to call, unlike LAPACK's gelsy least squares),
+    with least squares only for the singular systems."""
+    solution, info = torch.linalg.solve_ex(matrix, rhs)
+    singular = (info != 0) | ~torch.isfinite(solution).flatten(1).all(-1)
+    if singular.any():
+        solution = solution.clone()
+        solution[singular] = torch.linalg.lstsq(matrix[singular], rhs[singular]).solution
+    return solution
 
 
 def _line_search(program: CompositeProgram, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
