@@ -50,7 +50,7 @@ from convexop.families.qp_dc3 import SLACK_WEIGHT, dc3_problem
 from convexop.models.base import from_checkpoint
 from convexop.serving.polish import polish_answers
 from convexop.solvers.fista import fista
-from convexop.solvers.qp import interior_point
+from convexop.solvers.interior_point import interior_point
 from convexop.training.config import resolve_config
 from convexop.training.run import train_run
 

@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from convexop.solvers.qp import (
-    QPData,
-    QPDual,
-    QPDualProgram,
-    interior_point,
-    relative_gap,
-    solve_qp,
-)
+from convexop.solvers.interior_point import interior_point, solve_qp
+from convexop.solvers.qp import QPData, QPDual, QPDualProgram, relative_gap
 
 
 def random_qp(batch: int, n: int = 8, me: int = 3, mi: int = 6, seed: int = 0) -> QPData:

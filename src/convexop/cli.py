@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from .errors import InputError, one_line
-from .studies.cli import add_study_parser, run_study
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        sys.stderr.write(f"convexop: error: {one_line(message)}\n")
-        raise SystemExit(2)
+from .arguments import build_parser
+from .errors import InputError, one_line, user_code_location
+from .studies.cli import run_study
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -176,62 +170,28 @@ def cmd_train(args) -> int:
 
 def _show_config(args) -> int:
     """Every --set key of `train FAMILY --model M` with its resolved value (and the type it parses to)."""
-    import json
-
     from .families import FAMILIES, get_family
-    from .training.config import resolve_config
+    from .training.config import describe_config, resolve_config
 
     built_in = isinstance(args.family, str) and args.family in FAMILIES
     config = resolve_config(FAMILIES[args.family] if built_in else get_family(args.family), args.model or "geo",
                             _overrides(args.set))
-    record = config.to_json()
-    print(f"train {config.model} on {config.family}: every --set KEY=VALUE, with its value now")
-    for section, title in (("family_config", "family"), ("model_kwargs", "model"), ("training", "training")):
-        values = record[section]
-        print(f"  {title}:" + ("" if values else " (none)"))
-        for key, value in values.items():
-            kind = "" if value is None else f"  ({type(value).__name__})"
-            print(f"    {key} = {json.dumps(value)}{kind}")
+    for line in describe_config(config):
+        print(line)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from .data import check_output_path
-    from .evaluation.metrics import evaluate_run
+    from .evaluation.metrics import evaluate_run, metrics_table
 
     if args.out is not None:
         check_output_path(args.out, force=True)
     metrics = evaluate_run(args.run_dir, args.out)
-    for line in _metrics_table(metrics):
+    for line in metrics_table(metrics):
         print(line)
     print(f"-> {args.out or Path(args.run_dir) / 'metrics.json'}")
     return 0
-
-
-def _number(value) -> str:
-    return "n/a" if value is None else f"{value:.3e}"
-
-
-def _metrics_table(metrics: dict) -> list[str]:
-    """A short table of `evaluate`'s metrics: errors per split, and the certificate on exact families."""
-    lines = [f"{metrics['model']} on {metrics['family']} ({metrics['parameters']} parameters)",
-             f"{'':24}{'mean':>12}{'median':>12}{'max':>12}"]
-    for split in ("train", "test"):
-        for key in ("mse", "relative_l2"):
-            stats = metrics[split][key]
-            lines.append(f"{split + ' ' + key:24}"
-                         + "".join(f"{_number(stats[k]):>12}" for k in ("mean", "median", "max")))
-    lines.append(f"{'in-basis floor (MSE)':24}{_number(metrics['test']['best_approximation_mse']):>12}")
-    certificate = metrics["test"].get("certificate")
-    if certificate:
-        for key in ("residual", "gap", "violation", "in_basis_distance"):
-            if certificate[key] is not None:
-                lines.append(f"{'test ' + key:24}" + "".join(f"{_number(certificate[key][k]):>12}"
-                                                            for k in ("mean", "median", "max")))
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(certificate["status"].items()))
-        lines.append(f"certified at {certificate['tol']:g}: {100 * certificate['certified_fraction']:.1f}% ({counts}; "
-                     "raw answers, before polishing)")
-    return lines
 
 
 def cmd_solve(args) -> int:
@@ -317,10 +277,6 @@ def cmd_bench(args) -> int:
     return 0
 
 
-FAMILY_HELP = "the family file of a run trained on one, when the run folder or the file has moved (checked " \
-              "against the recorded sha256 before it runs)"
-
-
 def _family_file(args):
     """Where a moved run finds its family file: `--family FILE.py:NAME` of solve and evaluate, or the
     FILE.py:NAME of `train --resume` (the recorded sha256 is checked before the file runs)."""
@@ -333,64 +289,6 @@ def _family_file(args):
     if args.command == "train" and args.resume and is_file_spec(args.family):
         return family_file_override(args.family, "family")
     return nullcontext()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="convexop", description="Learned solution operators for families of convex programs.")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error (also: environment variable CONVEXOP_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("families", help="list families, their parameters and domains")
-    p = sub.add_parser("generate", help="draw instances and solve them with the reference")
-    p.add_argument("family")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--law", default="train")
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("--shard", metavar="I/K",
-                   help="solve only the I-th of K contiguous slices (I from 0); join them with `merge`")
-    p = sub.add_parser("merge", help="join the shards of `generate --shard I/K` into one data set")
-    p.add_argument("out", metavar="OUT.h5")
-    p.add_argument("shards", nargs="+", metavar="SHARD")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p = sub.add_parser("train", help="train a model on a family (under torchrun: data-parallel)",
-                       epilog="`convexop train FAMILY --show-config` prints every --set key with its default "
-                              "(family, model and training settings) and exits.")
-    p.add_argument("family")
-    p.add_argument("--model", default=None, help="geo (default), deeponet, fno or mlp")
-    p.add_argument("--out", help="the run folder (required unless --show-config)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting; see --show-config for the keys and their defaults")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--show-config", action="store_true",
-                   help="print every setting with its resolved value (defaults and --set) and exit")
-    p = sub.add_parser("evaluate", help="score a run on its test set")
-    p.add_argument("run_dir")
-    p.add_argument("--family", dest="family_file", metavar="FILE.py:NAME", help=FAMILY_HELP)
-    p.add_argument("--out")
-    p = sub.add_parser("solve", help="answer new instances with a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--family", dest="family_file", metavar="FILE.py:NAME", help=FAMILY_HELP)
-    p.add_argument("--instances", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--polish", type=float, metavar="TOL",
-                   help="polish exact families' answers until their certificate is <= TOL (status optimal)")
-    p.add_argument("--tol", type=float, default=1e-6, metavar="TOL",
-                   help="certification tolerance of unpolished answers: status optimal when the certificate "
-                        "is <= TOL, else optimal_inaccurate (default 1e-6)")
-    p.add_argument("--polish-iterations", type=int, metavar="N",
-                   help="iteration budget per instance for --polish (default 10000)")
-    p.add_argument("--start", choices=("zero", "random"), default="zero")
-    p = sub.add_parser("demo", help="train and evaluate the default GEO on heat-pde, with plots")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p = sub.add_parser("bench", help="run the benchmarks, write results.json and RESULTS.md")
-    p.add_argument("--quick", action="store_true", help="small budgets: checks the pipeline, not the targets")
-    p.add_argument("--out", default="runs/bench")
-    p.add_argument("--only", help="comma-separated case names")
-    add_study_parser(sub)
-    return parser
 
 
 COMMANDS = {"families": cmd_families, "generate": cmd_generate, "merge": cmd_merge, "train": cmd_train,
@@ -444,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        user = _user_frame(error)
+        user = user_code_location(error)
         if user is not None:
             sys.stderr.write(f"convexop: error: {user}: raised {type(error).__name__}: "
                              f"{one_line(str(error))}{'' if _debug(args) else ' (--debug shows the traceback)'}\n")
@@ -468,29 +366,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
-
-
-def _user_frame(error: BaseException) -> str | None:
-    """'family file FILE, in FUNCTION (line N)' when the innermost frame of the error's traceback is in
-    user code (a family file or a user module: not convexop, torch, numpy or the standard library)."""
-    import traceback
-
-    package = Path(__file__).resolve().parent
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return None
-    last = frames[-1]
-    path = Path(last.filename)
-    if path.suffix != ".py" or not path.is_absolute():
-        return None
-    try:
-        path = path.resolve()
-    except OSError:
-        return None
-    library = any(part in ("site-packages", "dist-packages") for part in path.parts)
-    if library or package in path.parents or path.is_relative_to(Path(os.__file__).resolve().parent):
-        return None
-    return f"family file {path}, in {last.name} (line {last.lineno})"
 
 
 if __name__ == "__main__":

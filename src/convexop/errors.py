@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class InputError(ValueError):
     """Bad user input: names the field, the value given and the allowed domain."""
@@ -36,3 +39,26 @@ def one_line(text: str) -> str:
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
                    for c in text)
+
+
+def user_code_location(error: BaseException) -> str | None:
+    """'family file FILE, in FUNCTION (line N)' when the innermost frame of the error's traceback is in
+    user code (a family file or a user module: not convexop, torch, numpy or the standard library)."""
+    import traceback
+
+    package = Path(__file__).resolve().parent  # the convexop package
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    path = Path(last.filename)
+    if path.suffix != ".py" or not path.is_absolute():
+        return None
+    try:
+        path = path.resolve()
+    except OSError:
+        return None
+    library = any(part in ("site-packages", "dist-packages") for part in path.parts)
+    if library or package in path.parents or path.is_relative_to(Path(os.__file__).resolve().parent):
+        return None
+    return f"family file {path}, in {last.name} (line {last.lineno})"

@@ -93,3 +93,29 @@ def evaluate_run(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     target = Path(out) if out else run_dir / "metrics.json"
     atomic_write_bytes(target, json.dumps(metrics, indent=2, allow_nan=False).encode())
     return metrics
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3e}"
+
+
+def metrics_table(metrics: dict) -> list[str]:
+    """A short table of `evaluate`'s metrics: errors per split, and the certificate on exact families."""
+    lines = [f"{metrics['model']} on {metrics['family']} ({metrics['parameters']} parameters)",
+             f"{'':24}{'mean':>12}{'median':>12}{'max':>12}"]
+    for split in ("train", "test"):
+        for key in ("mse", "relative_l2"):
+            stats = metrics[split][key]
+            lines.append(f"{split + ' ' + key:24}"
+                         + "".join(f"{_number(stats[k]):>12}" for k in ("mean", "median", "max")))
+    lines.append(f"{'in-basis floor (MSE)':24}{_number(metrics['test']['best_approximation_mse']):>12}")
+    certificate = metrics["test"].get("certificate")
+    if certificate:
+        for key in ("residual", "gap", "violation", "in_basis_distance"):
+            if certificate[key] is not None:
+                lines.append(f"{'test ' + key:24}" + "".join(f"{_number(certificate[key][k]):>12}"
+                                                            for k in ("mean", "median", "max")))
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(certificate["status"].items()))
+        lines.append(f"certified at {certificate['tol']:g}: {100 * certificate['certified_fraction']:.1f}% ({counts}; "
+                     "raw answers, before polishing)")
+    return lines

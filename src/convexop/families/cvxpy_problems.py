@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from ..errors import InputError
-from .base import Parameter
 from .cvxpy_expressions import describe
+from .parameters import Parameter
 
 __all__ = ["SUPPORTED", "check_problem", "parameter_specs", "refuse"]
 

@@ -55,7 +55,8 @@ from ..errors import InputError
 from ..prox import elliptic_potential
 from ..references import elliptic_equation
 from ..solvers.program import CompositeProgram
-from .base import Family, Parameter, Pointwise
+from .base import Family
+from .parameters import Parameter, Pointwise
 
 XI = 0.5
 BASE_SPACING = elliptic_equation.BASE_SPACING

@@ -18,7 +18,8 @@ import torch
 
 from ..errors import InputError
 from ..prox import NonNegative, SeparableSum, Zero
-from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries, solve_qp
+from ..solvers.interior_point import solve_qp
+from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries
 from .cvxpy_expressions import describe, evaluate
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs
 from .user import UserFamily, as_sampler

@@ -18,7 +18,8 @@ import torch
 from ..basis import hermite_basis
 from ..errors import InputError
 from ..prox import negative_part_penalty
-from .base import Family, Parameter, Pointwise
+from .base import Family
+from .parameters import Parameter, Pointwise
 
 XI = 0.5
 

@@ -47,7 +47,8 @@ from ..errors import InputError
 from ..prox import Box
 from ..references import heston
 from ..solvers.program import CompositeProgram
-from .base import Family, Parameter
+from .base import Family
+from .parameters import Parameter
 
 PAYOFFS = ("call", "put", "gap_call", "gap_put")
 CAPITAL_BOUND = 10.0  # x_0 in [0, 10]

@@ -31,7 +31,8 @@ import torch
 from ..errors import InputError
 from ..references import operator_solvers
 from ..references.random_fields import RBFField, periodic_field
-from .base import Family, Parameter
+from .base import Family
+from .parameters import Parameter
 
 DATA_SEED = 1  # "seed 001" of DESIGN.md
 

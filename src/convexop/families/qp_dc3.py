@@ -41,8 +41,10 @@ import torch
 from ..basis import Basis
 from ..errors import InputError
 from ..prox import Box
-from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries, solve_qp
-from .base import Family, Parameter
+from ..solvers.interior_point import solve_qp
+from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries
+from .base import Family
+from .parameters import Parameter
 
 VARIABLES, EQUALITIES, INEQUALITIES, DC3_INSTANCES = 100, 50, 50, 10_000
 FACTOR_KEYS = ("pinv_kt", "pinv_q", "M", "kpq", "const", "eq_pinv", "coupling", "reduced", "lipschitz")

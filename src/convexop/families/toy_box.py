@@ -16,7 +16,8 @@ import torch
 from ..basis import Basis
 from ..errors import InputError
 from ..prox import Box
-from .base import Family, Parameter
+from .base import Family
+from .parameters import Parameter
 
 
 class ToyBox(Family):

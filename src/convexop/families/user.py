@@ -28,7 +28,8 @@ from ..basis import Basis
 from ..errors import InputError
 from ..prox import Prox, Zero
 from ..solvers.polish import polish
-from .base import Family, Parameter
+from .base import Family
+from .parameters import Parameter
 
 __all__ = ["UserFamily", "from_torch", "variable_layout"]
 

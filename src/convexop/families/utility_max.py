@@ -62,7 +62,8 @@ from ..basis import Basis, time_brownian_basis
 from ..errors import InputError
 from ..prox import NonNegative
 from ..references import merton
-from .base import Family, Parameter, Pointwise
+from .base import Family
+from .parameters import Parameter, Pointwise
 
 MARKET = merton.Market()
 DEGREE = 3

@@ -25,7 +25,7 @@ the guess by the primal-dual active-set rule (Hintermueller-Ito-Kunisch: drop ne
 add violated constraints) for up to `rounds` solves, then alternate warm-started FISTA on `program()`
 with a new guess. `iterations` = KKT solves + FISTA steps; `first_guess` flags the instances the
 first solve certified (or that were certified before any solve).
-Reference (`solve_qp`): a batched Mehrotra predictor-corrector interior-point method, finished by the
+Reference (`interior_point.solve_qp`): a batched Mehrotra predictor-corrector interior-point method, finished by the
 polish above (active set read off the interior-point solution), to gap and violation <= tol.
 """
 
@@ -41,13 +41,12 @@ from ..prox import Box
 from .fista import fista
 from .program import CompositeProgram, SolveResult
 
-__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "interior_point", "quadratic_queries", "relative_gap",
-           "solve_qp"]
+__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "mv", "quadratic_queries", "relative_gap"]
 
 Tensor = torch.Tensor
 
 
-def _mv(matrix: Tensor, vector: Tensor) -> Tensor:
+def mv(matrix: Tensor, vector: Tensor) -> Tensor:
     """(1|B, r, c) @ (B, c) -> (B, r)."""
     return (matrix @ vector[..., None])[..., 0]
 
@@ -132,7 +131,7 @@ class QPDual:
         eq_pinv = torch.linalg.pinv(m[..., :me, :me], hermitian=True)
         coupling = eq_pinv @ m[..., :me, me:]  # M_EE^-1 M_EI
         reduced = m[..., me:, me:] - m[..., me:, :me] @ coupling  # the Hessian of the dual in mu alone
-        return {"pinv_kt": pinv_kt, "pinv_q": pinv_q, "M": m, "kpq": _mv(k, pinv_q),
+        return {"pinv_kt": pinv_kt, "pinv_q": pinv_q, "M": m, "kpq": mv(k, pinv_q),
                 "const": 0.5 * (data.q * pinv_q).sum(-1), "eq_pinv": eq_pinv, "coupling": coupling,
                 "reduced": (reduced + reduced.mT) / 2,
                 "lipschitz": torch.linalg.eigvalsh(m)[..., -1] if data.me + data.mi else m.new_zeros(m.shape[0])}
@@ -144,14 +143,14 @@ class QPDual:
         m, c = self.factors["M"].to(z), self.linear.to(z)
         const = self.factors["const"].to(z) if constant else torch.zeros_like(self.factors["const"]).to(z)
         if z.dim() == 2:
-            return 0.5 * (_mv(m, z) * z).sum(-1) + (c * z).sum(-1) + const
+            return 0.5 * (mv(m, z) * z).sum(-1) + (c * z).sum(-1) + const
         quad = 0.5 * ((z @ m) * z).sum(-1)
         return quad + torch.einsum("bkm,bm->bk", z, c.expand(z.shape[0], -1)) + const[..., None]
 
     def primal(self, z: Tensor) -> Tensor:
         """y(z) = -P^-1 (q + K'z), (B, n)."""
         f = self.factors
-        return -f["pinv_q"].to(z) - _mv(f["pinv_kt"].to(z), z)
+        return -f["pinv_q"].to(z) - mv(f["pinv_kt"].to(z), z)
 
     def program(self, interior: Tensor | None = None, coordinates: Tensor | None = None,
                 inverse: Tensor | None = None, lipschitz: Tensor | None = None,
@@ -169,7 +168,7 @@ class QPDual:
 
     def primal_objective(self, y: Tensor) -> Tensor:
         d = self.data
-        return 0.5 * (_mv(d.P.to(y), y) * y).sum(-1) + (d.q.to(y) * y).sum(-1)
+        return 0.5 * (mv(d.P.to(y), y) * y).sum(-1) + (d.q.to(y) * y).sum(-1)
 
     def dual_objective(self, z: Tensor) -> Tensor:
         return -self.smooth(z)
@@ -182,9 +181,9 @@ class QPDual:
         d = self.data
         out = y.new_zeros(y.shape[0])
         if self.me:
-            out = torch.maximum(out, (_mv(d.A.to(y), y) - d.b.to(y)).abs().amax(-1))
+            out = torch.maximum(out, (mv(d.A.to(y), y) - d.b.to(y)).abs().amax(-1))
         if self.mi:
-            out = torch.maximum(out, (_mv(d.G.to(y), y) - d.h.to(y)).clamp_min(0).amax(-1))
+            out = torch.maximum(out, (mv(d.G.to(y), y) - d.h.to(y)).clamp_min(0).amax(-1))
         return out
 
     # ----- certificates --------------------------------------------------------------------
@@ -194,8 +193,8 @@ class QPDual:
         y = self.primal(z)
         if interior is not None and self.mi:
             g = self.data.G.to(y)
-            step = _mv(g, y - interior)
-            room = (self.data.h.to(y) - _mv(g, interior)).clamp_min(0)
+            step = mv(g, y - interior)
+            room = (self.data.h.to(y) - mv(g, interior)).clamp_min(0)
             ratio = torch.where(step > 0, room / step.clamp_min(1e-300), torch.full_like(step, math.inf))
             t = ratio.amin(-1, keepdim=True).clamp(max=1.0)
             y = interior + t * (y - interior)
@@ -206,7 +205,7 @@ class QPDual:
         if not self.me:
             return mu
         f = self.factors
-        lam = -_mv(f["eq_pinv"].to(mu), self.linear[..., :self.me].to(mu)) - _mv(f["coupling"].to(mu), mu)
+        lam = -mv(f["eq_pinv"].to(mu), self.linear[..., :self.me].to(mu)) - mv(f["coupling"].to(mu), mu)
         return torch.cat([lam.expand(mu.shape[0], -1), mu], dim=-1)
 
     def certificate(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -226,14 +225,14 @@ class QPDual:
         if slack_weight == 0:
             return mu > 0
         y, _ = self.recover(z)
-        slack = self.data.h.to(y) - _mv(self.data.G.to(y), y)
+        slack = self.data.h.to(y) - mv(self.data.G.to(y), y)
         return mu - slack_weight * slack > 0
 
     def active_set_update(self, z: Tensor, previous: Tensor) -> Tensor:
         """The primal-dual active-set rule after the KKT solve z of the set `previous`: an active
         constraint stays when mu_i > 0, an inactive one enters when G_i y(z) > h_i."""
         y = self.primal(z)
-        return torch.where(previous, z[:, self.me:] > 0, _mv(self.data.G.to(y), y) > self.data.h.to(y))
+        return torch.where(previous, z[:, self.me:] > 0, mv(self.data.G.to(y), y) > self.data.h.to(y))
 
     def kkt(self, active: Tensor) -> Tensor:
         """z solving the equality-constrained QP with the inequalities `active` (B, mi) held tight:
@@ -243,7 +242,7 @@ class QPDual:
         f, me = self.factors, self.me
         if not self.mi:
             return self.best_lambda(self.linear.new_zeros(active.shape[0], 0))
-        reduced_linear = self.linear[..., me:] - _mv(f["coupling"].mT, self.linear[..., :me])
+        reduced_linear = self.linear[..., me:] - mv(f["coupling"].mT, self.linear[..., :me])
         mask = active.to(self.linear.dtype)
         system = f["reduced"].expand(len(mask), -1, -1) * (mask[:, :, None] * mask[:, None, :])
         system.diagonal(dim1=-2, dim2=-1).add_(1 - mask)
@@ -384,98 +383,3 @@ def quadratic_queries(dual: QPDual, z: torch.Tensor, directions: torch.Tensor, c
     gradient = (m @ z[..., None])[..., 0] + c
     curvature = 0.5 * ((directions @ m) * directions).sum(-1)  # (1|B, M)
     return dual.smooth(z, constant)[:, None] + gradient @ directions.T + curvature
-
-
-# ----- the reference solver ----------------------------------------------------------------
-def _scaled(r: Tensor, v: Tensor) -> Tensor:
-    """max |r| / (1 + max |v|) per instance (0 for no rows)."""
-    return r.abs().amax(-1) / (1 + v.abs().amax(-1)) if r.shape[-1] else r.new_zeros(r.shape[0])
-
-
-def _newton(d: QPData, gw: Tensor, chol: Tensor, residuals: tuple[Tensor, Tensor, Tensor], s: Tensor, mu: Tensor,
-            rc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The interior-point Newton direction (dy, dlambda, ds, dmu) for complementarity target rc,
-    through the condensed system (P + G'(mu/s)G) dy + A'dlambda = ..., A dy = -r_e."""
-    rd, re, ri = residuals
-    hr = torch.cholesky_solve((-rd - _mv(gw.mT, (rc + mu * ri) / s))[..., None], chol)[..., 0]
-    if d.me:
-        ha = torch.cholesky_solve(d.A.mT.expand(len(s), -1, -1), chol)
-        dl = torch.linalg.solve(d.A @ ha, _mv(d.A, hr) + re)
-        dy = hr - _mv(ha, dl)
-    else:
-        dl, dy = hr[:, :0], hr
-    ds = -ri - _mv(gw, dy)
-    return dy, dl, ds, (rc - mu * ds) / s
-
-
-def _longest(s: Tensor, mu: Tensor, ds: Tensor, dm: Tensor) -> Tensor:
-    """(k, 1) the longest step in [0, 1] keeping s, mu >= 0."""
-    ratio = torch.cat([torch.where(ds < 0, -s / ds, torch.inf), torch.where(dm < 0, -mu / dm, torch.inf)], -1)
-    return ratio.amin(-1, keepdim=True).clamp(max=1.0) if s.shape[-1] else s.new_ones(len(s), 1)
-
-
-def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched Mehrotra predictor-corrector IPM (float64). Returns y (B, n), z = [lambda, mu] (B, m) and
-    the iterations per instance. An instance stops when its KKT error (max of the scaled primal and
-    dual residuals and the mean complementarity) is <= tol or has not improved for 3 iterations
-    (rounding floor); the iterate with the smallest error is returned."""
-    data = data.to(torch.float64)
-    batch, n, me, mi = data.batch, data.n, data.me, data.mi
-    state = [torch.zeros(batch, n, dtype=torch.float64), torch.zeros(batch, me, dtype=torch.float64),
-             torch.ones(batch, mi, dtype=torch.float64), torch.ones(batch, mi, dtype=torch.float64)]
-    best = [t.clone() for t in state]
-    best_error = torch.full((batch,), math.inf, dtype=torch.float64)
-    stalled, iterations, work = (torch.zeros(batch, dtype=torch.int64), torch.zeros(batch, dtype=torch.int64),
-                                 torch.arange(batch))
-    for count in range(max_iterations + 1):
-        d = data.index(work)
-        yw, lw, sw, mw = (t[work] for t in state)
-        rd = _mv(d.P, yw) + d.q + _mv(d.A.mT, lw) + _mv(d.G.mT, mw)
-        re, ri = _mv(d.A, yw) - d.b, _mv(d.G, yw) + sw - d.h
-        comp = (sw * mw).mean(-1) if mi else torch.zeros(len(work), dtype=torch.float64)
-        error = torch.stack([_scaled(rd, d.q), _scaled(re, d.b), _scaled(ri, d.h), comp]).amax(0).nan_to_num(math.inf)
-        better = error < best_error[work]
-        for kept, now in zip(best, (yw, lw, sw, mw)):
-            kept[work[better]] = now[better]
-        stalled[work] = torch.where(error < 0.5 * best_error[work], 0, stalled[work] + 1)
-        best_error[work] = torch.minimum(error, best_error[work])
-        keep = (best_error[work] > tol) & (stalled[work] < 3) & torch.isfinite(error)
-        work, yw, lw, sw, mw, rd, re, ri, comp = (t[keep] for t in (work, yw, lw, sw, mw, rd, re, ri, comp))
-        if len(work) == 0 or count == max_iterations:
-            break
-        d, gw = data.index(work), data.index(work).G.expand(len(work), -1, -1)
-        iterations[work] += 1
-        chol = torch.linalg.cholesky_ex(d.P + (gw.mT * (mw / sw)[:, None, :]) @ gw)[0]
-        step = _newton(d, gw, chol, residuals := (rd, re, ri), sw, mw, -sw * mw)
-        alpha = _longest(sw, mw, step[2], step[3])
-        if mi:
-            affine = ((sw + alpha * step[2]) * (mw + alpha * step[3])).mean(-1)
-            sigma = (affine / comp.clamp_min(1e-300)).clamp(0, 1) ** 3
-            step = _newton(d, gw, chol, residuals, sw, mw,
-                           -sw * mw + sigma[:, None] * comp[:, None] - step[2] * step[3])
-            alpha = (0.99 * _longest(sw, mw, step[2], step[3])).clamp(max=1.0)
-        for t, now, delta in zip(state, (yw, lw, sw, mw), step):
-            t[work] = now + alpha * delta
-    return best[0], torch.cat([best[1], best[3]], dim=-1), iterations
-
-
-def solve_qp(data: QPData, tol: float = 1e-9, chunk: int = 2048) -> tuple[Tensor, Tensor]:
-    """Accurate batched solutions: the interior-point method, then the active-set polish with the
-    interior-point active set, until the relative gap and the violation are <= tol. Returns
-    y (B, n) and z (B, m) in float64 (instances the polish could not certify keep the IPM answer)."""
-    data = data.to(torch.float64)
-    ys, zs = [], []
-    for start in range(0, data.batch, chunk):
-        part = data.index(slice(start, start + chunk)) if data.batch > 1 else data
-        y, z, _ = interior_point(part, tol=min(tol, 1e-10))
-        dual = QPDual(part)
-        if part.mi:  # one KKT solve on the interior-point active set, kept where it certifies better
-            active = z[:, part.me:] > part.h - _mv(part.G, y)
-            exact = dual.kkt(active)
-            better = torch.stack(dual.certificate(exact)).amax(0) < torch.stack(dual.certificate(z)).amax(0)
-            z = torch.where(better[:, None], exact, z)
-            result = dual.polish(z, tol, 50, active=dual.active_set_update(exact, active), fista_chunk=0)
-            z = torch.where(result.converged[:, None], result.x, z)
-        ys.append(dual.recover(z)[0])
-        zs.append(z)
-    return torch.cat(ys), torch.cat(zs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,3 +185,16 @@ def check_loaded(config: RunConfig, where: str) -> RunConfig:
     except InputError as error:
         raise InputError(f"{where}: training.{error.field}", error.value, error.domain) from None
     return config
+
+
+def describe_config(config: RunConfig) -> list[str]:
+    """The lines of `train FAMILY --show-config`: every --set key with its resolved value and type."""
+    record = config.to_json()
+    lines = [f"train {config.model} on {config.family}: every --set KEY=VALUE, with its value now"]
+    for section, title in (("family_config", "family"), ("model_kwargs", "model"), ("training", "training")):
+        values = record[section]
+        lines.append(f"  {title}:" + ("" if values else " (none)"))
+        for key, value in values.items():
+            kind = "" if value is None else f"  ({type(value).__name__})"
+            lines.append(f"    {key} = {json.dumps(value)}{kind}")
+    return lines
