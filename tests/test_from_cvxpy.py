@@ -224,3 +224,22 @@ def test_a_direction_free_of_cost_and_constraints_is_refused_naming_the_fix():
     problem = cp.Problem(cp.Minimize(cp.sum_squares(x - c)), [x + 0 * y == c, x <= 1])  # y is free of all
     with pytest.raises(InputError, match="null space of the equality constraints.*add a small quadratic term"):
         from_cvxpy(problem, lambda n, rng: {"c": rng.normal(size=(n, horizon))})
+
+
+def test_huber_objective_gets_no_constant_hessian_bound_and_its_reference_converges():
+    """CVXPY calls huber quadratic; its Hessian read at one point (0 in the linear region) would give a
+    Lipschitz bound far too small, and FISTA would not converge. Backtracking instead: CVXPY's optimum."""
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(25, 6))
+    w, y = cp.Variable(6, name="w"), cp.Parameter(25, name="y")
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.huber(features @ w - y, 1.0)) + 0.1 * cp.sum_squares(w)),
+                         [cp.abs(w) <= 2])
+    family = from_cvxpy(problem, lambda n, rng: {"y": rng.normal(size=(n, 6)) @ features.T
+                                                 + rng.standard_t(2, (n, 25))})
+    theta = family.sample(8, np.random.default_rng(0))
+    assert family.lipschitz(torch.as_tensor(theta)) is None
+    ours = family.in_basis_optimum(theta)
+    for k in range(3):
+        y.value = theta[k]
+        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+        assert np.abs(ours[k] - w.value).max() < 1e-6

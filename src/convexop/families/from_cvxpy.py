@@ -193,8 +193,8 @@ class CvxpyFamily(UserFamily):
         f = proxes[0][1] if len(proxes) == 1 else SeparableSum(proxes)
         draw = as_sampler(sampler, specs)
         lipschitz = None
-        if not blocks.l1 and (sign * problem.objective.expr).is_quadratic():
-
+        expr = sign * problem.objective.expr
+        if not blocks.l1 and expr.is_quadratic() and not _piecewise(expr):  # a constant Hessian bounds it
             lipschitz = HessianBound(problem, variables, cvx_params, sign, draw)
         super().__init__(name, layout, specs, self._objective, f, draw,
                          lipschitz=lipschitz, training=training, description=str(problem))
@@ -246,6 +246,12 @@ class CvxpyFamily(UserFamily):
             worst_gap = max(worst_gap, abs(ours_value[k] - value) / max(1.0, abs(value)))
             worst_distance = max(worst_distance, float(np.abs(theirs - ours[k].numpy()).max()))
         return {"max_relative_objective_difference": worst_gap, "max_distance": worst_distance}
+
+
+def _piecewise(expr) -> bool:
+    """Whether expr holds an atom CVXPY calls quadratic whose Hessian is not constant (huber: quadratic
+    near 0, linear beyond), so that the Hessian read at one point does not bound the others."""
+    return _kind(expr) == "huber" or any(_piecewise(arg) for arg in expr.args)
 
 
 def split_abs_constraints(problem):
