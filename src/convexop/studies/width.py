@@ -10,6 +10,10 @@ iteration t, at the parameters theta_t before the update:
 - the distance from initialisation ||theta_t - theta_0||;
 and every `hessian_every` iterations (and at the last) an estimate of the Hessian's spectral norm:
 power iteration on exact Hessian-vector products (double back-propagation), a fixed random start.
+With `hessian_blocks` > 0 (off by default: it adds ~4 x hessian_blocks Hessian-vector products per
+checkpoint), the same checkpoints also record the spectral norms of the Hessian blocks of the
+paper's analysis (hessian.py: DeepONet branch-branch, trunk-trunk, branch-trunk; FNO spectral,
+pointwise and their cross block) on one fixed batch, the first `hessian_batch` training functions.
 
 Verdict per model x problem, from the data only: the paper's claim "wider networks reach lower
 training loss, faster" is read as (a) the final training loss is non-increasing in width and
@@ -54,6 +58,8 @@ class StudySettings:
     data_seed: int = DATA_SEED
     hessian_every: int = 100
     hessian_iterations: int = 10
+    hessian_blocks: int = 0
+    hessian_batch: int = 32
     family_config: dict[str, Any] = field(default_factory=dict)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +74,9 @@ class StudySettings:
         _need(self.n_test >= 1, "--n-test", self.n_test, "integers >= 1")
         _need(self.hessian_every >= 1, "--hessian-every", self.hessian_every, "integers >= 1")
         _need(self.hessian_iterations >= 0, "--hessian-iterations", self.hessian_iterations, "integers >= 0 (0: off)")
+        _need(0 <= self.hessian_blocks <= 10_000, "--hessian-blocks", self.hessian_blocks,
+              "integers in [0, 10000] (power iterations per block; 0: off)")
+        _need(self.hessian_batch >= 1, "--hessian-batch", self.hessian_batch, "integers >= 1")
 
 
 # Presets. quick: all six pairs in <= 20 minutes on 2 cores, so the FNO runs at widths 8..64 on
@@ -148,9 +157,10 @@ def relative_l2(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (predicted - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)
 
 
-def train_width(settings: StudySettings, width: int, train: datasets.Dataset, test: datasets.Dataset,
-                callback: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Full-batch Adam for `settings.steps` iterations at one width; returns the curves."""
+def build_for_width(settings: StudySettings, width: int, train: datasets.Dataset):
+    """(model, trainable parameters, loss_fn) at one width: the model initialised from `settings.seed`,
+    loss_fn() = MSE / mean(target^2) over the training set; loss_fn(k): the same over its first k
+    functions (the scale stays that of the whole set)."""
     family = get_family(settings.problem, **settings.family_config)
     torch.manual_seed(settings.seed)
     model = build_model(settings.model, family, width=width, **settings.model_kwargs)
@@ -159,19 +169,46 @@ def train_width(settings: StudySettings, width: int, train: datasets.Dataset, te
     target = torch.as_tensor(train.targets, dtype=torch.float32)
     scale = float(target.pow(2).mean())
 
-    def loss_fn() -> torch.Tensor:
-        return (model.values(theta) - target).pow(2).mean() / scale
+    def loss_fn(batch: int | None = None) -> torch.Tensor:
+        if batch is None:
+            return (model.values(theta) - target).pow(2).mean() / scale
+        return (model.values(theta[:batch]) - target[:batch]).pow(2).mean() / scale
+
+    return model, parameters, loss_fn
+
+
+def train_width(settings: StudySettings, width: int, train: datasets.Dataset, test: datasets.Dataset,
+                callback: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Full-batch Adam for `settings.steps` iterations at one width; returns the curves."""
+    from . import hessian
+
+    model, parameters, loss_fn = build_for_width(settings, width, train)
+    theta = torch.as_tensor(train.params, dtype=torch.float32)
+    target = torch.as_tensor(train.targets, dtype=torch.float32)
+
+    def batch_loss() -> torch.Tensor:
+        return loss_fn(settings.hessian_batch)
 
     start = flat([p.detach() for p in parameters]).clone()
     optimizer = torch.optim.Adam(parameters, lr=settings.lr)
     curves: dict[str, Any] = {"width": width, "parameters": model.parameter_count(),
                               "initial_norm": float(start.norm()), "loss": [],
                               "grad_norm": [], "distance": [], "hessian": []}
+    if settings.hessian_blocks:
+        curves |= {"hessian_blocks": [], "hessian_block_names": hessian.block_names(settings.model),
+                   "hessian_block_seconds": 0.0}
     started = time.perf_counter()
     for step in range(settings.steps + 1):
-        if settings.hessian_iterations and (step % settings.hessian_every == 0 or step == settings.steps):
+        checkpoint = step % settings.hessian_every == 0 or step == settings.steps
+        if settings.hessian_iterations and checkpoint:
             curves["hessian"].append([step, hessian_spectral_norm(loss_fn, parameters, settings.hessian_iterations,
                                                                   seed=settings.seed)])
+        if settings.hessian_blocks and checkpoint:
+            clock = time.perf_counter()
+            norms = hessian.model_block_norms(model, settings.model, batch_loss, settings.hessian_blocks,
+                                              seed=settings.seed)
+            curves["hessian_blocks"].append([step, norms])
+            curves["hessian_block_seconds"] += time.perf_counter() - clock
         loss = loss_fn()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -222,6 +259,12 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
     rank = float(np.corrcoef(np.argsort(np.argsort(widths)), np.argsort(np.argsort(final)))[0, 1]) \
         if len(widths) > 1 else float("nan")
     hessian = [r["hessian"][-1][1] if r["hessian"] else float("nan") for r in results]
+    blocks = {}
+    if all(r.get("hessian_blocks") for r in results):
+        blocks = {"names": results[0]["hessian_block_names"],
+                  "initial": {k: [r["hessian_blocks"][0][1][k] for r in results] for k in ("a", "b", "ab")},
+                  "final": {k: [r["hessian_blocks"][-1][1][k] for r in results] for k in ("a", "b", "ab")},
+                  "seconds": [r["hessian_block_seconds"] for r in results]}
     if lower and faster:
         claim = "holds"
     elif lower or faster or rank < 0:
@@ -237,7 +280,7 @@ def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
             f"width vs final loss {rank:+.2f}.")
     return {"claim": claim, "final_loss_monotone": lower, "faster_monotone": faster, "threshold": threshold,
             "steps_to_threshold": steps_to, "spearman_width_final_loss": rank, "widths": widths,
-            "final_loss": final, "final_hessian_norm": hessian,
+            "final_loss": final, "final_hessian_norm": hessian, "hessian_blocks": blocks,
             "relative_distance": [r["distance"][-1] / max(r["initial_norm"], 1e-30) for r in results],
             "test_relative_l2": [r["test_relative_l2"] for r in results], "text": text}
 
