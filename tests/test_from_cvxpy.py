@@ -93,8 +93,8 @@ def test_route_b_dual_recovers_the_primal_optimum():
     family = from_cvxpy(problem, sampler, name="qp-test")
     assert family.route == "QP dual" and family.rank == 5 and family.labels[0] == "lambda[0]"
     theta = family.sample(4, np.random.default_rng(3))
-    z = torch.as_tensor(family.in_basis_optimum(theta))  # coefficients: the multipliers / scale
-    np.testing.assert_allclose(family.reference(theta), family.scale * z.numpy())
+    z = torch.as_tensor(family.in_basis_optimum(theta))  # coefficients: E^-1 multipliers
+    np.testing.assert_allclose(family.reference(theta), z.numpy() @ family.coordinates.numpy().T)
     t = torch.as_tensor(theta)
     certificate = family.certificate(z, t)
     assert float(certificate.gap.max()) < 1e-9 and float(certificate.violation.max()) < 1e-9
@@ -147,7 +147,9 @@ def test_route_b_interior_point_makes_every_recovered_answer_feasible():
     theta = torch.as_tensor(family.sample(6, np.random.default_rng(5)))
     guess = 20 * torch.randn(6, family.rank, dtype=torch.float64).abs()  # poor multipliers
     assert float(family.certificate(guess, theta).violation.max()) < 1e-9
-    assert float(plain.certificate(guess, theta).violation.max()) > 1e-3
+    dual = plain.qp(theta)[0]
+    assert float(dual.primal_violation(dual.recover(plain.multipliers(guess))[0]).max()) > 1e-3  # unrestored
+    assert float(plain.certificate(guess, theta).violation.max()) < 1e-9  # restored by the phase-I point
     result = polish_answers(family, guess, theta, 1e-9, 100)
     assert bool(result.converged.all()) and float(family.certificate(result.x, theta).measure.max()) <= 1e-9
     with pytest.raises(InputError, match="route \\(b\\) only"):

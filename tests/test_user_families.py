@@ -34,9 +34,9 @@ def test_from_torch_box_program_has_its_closed_form():
     assert family.parameters[0].domain() == "array of shape [3] of finite numbers in [-1, 1]"
     np.testing.assert_allclose(family.reference(theta), np.clip(theta / 1.2, -0.5, 0.5), atol=1e-9)
     assert family.step_hint == pytest.approx(1 / 1.2)
-    with pytest.raises(InputError, match="expected shape \\[5, 3\\], got \\[5, 2\\]"):
+    with pytest.raises(InputError, match="expected shape \\[64, 3\\], got \\[64, 2\\]"):  # at the first draw
         from_torch(lambda x, t: x.sum(-1), None, variables=3, parameters={"c": 3},
-                   sampler=lambda n, rng: {"c": np.zeros((n, 2))}).sample(5, np.random.default_rng(0))
+                   sampler=lambda n, rng: {"c": np.zeros((n, 2))})
 
 
 def test_family_file_through_the_cli_and_changed_file_refused(tmp_path):
@@ -131,3 +131,19 @@ def test_api_load_accepts_the_family_object_a_file_run_was_trained_on(tmp_path):
                                 sampler={"c": (-1.0, 1.0)})
     with pytest.raises(InputError, match="variables or parameters differ"):
         api.load(run_dir, other)
+
+
+def test_without_a_lipschitz_bound_the_step_comes_from_the_estimated_curvature():
+    from convexop.solvers.program import curvature
+
+    rng = np.random.default_rng(2)
+    q = torch.as_tensor(rng.normal(size=(5, 5)))
+    hessian = q @ q.T + 0.5 * torch.eye(5, dtype=torch.float64)
+    top = float(torch.linalg.eigvalsh(hessian)[-1])
+    quadratic = lambda x: 0.5 * ((x @ hessian) * x).sum(-1)
+    estimate = curvature(quadratic, torch.randn(3, 5, dtype=torch.float64), iterations=100)
+    assert torch.allclose(estimate, torch.full((3,), top, dtype=torch.float64), rtol=1e-6)
+    # a family with no bound: its GEO initialisation step is 1 / that curvature (was 1)
+    family = from_torch(lambda x, theta: 0.5 * ((x @ hessian.to(x)) * x).sum(-1) - (theta["c"] * x).sum(-1),
+                        Box(-1.0, 1.0), variables={"x": 5}, parameters={"c": 5}, sampler={"c": (-1.0, 1.0)})
+    assert abs(family.step_hint * top - 1) < 1e-3

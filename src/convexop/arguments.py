@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--shard", metavar="I/K",
                    help="solve only the I-th of K contiguous slices (I from 0); join them with `merge`")
+    p.add_argument("--drop-infeasible", action="store_true",
+                   help="leave out drawn instances whose constraints admit no point (counted in the data set's "
+                        "attribute dropped_infeasible); without it they are refused")
     p = sub.add_parser("merge", help="join the shards of `generate --shard I/K` into one data set")
     p.add_argument("out", metavar="OUT.h5")
     p.add_argument("shards", nargs="+", metavar="SHARD")

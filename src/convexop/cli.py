@@ -79,7 +79,8 @@ def cmd_generate(args) -> int:
         raise InputError("--law", args.law, "one of " + ", ".join(family.laws))
     count = args.n if shard is None else (shard[0] + 1) * args.n // shard[1] - shard[0] * args.n // shard[1]
     with tqdm(total=count, desc=f"solving {family.name}", unit="inst", file=sys.stderr, dynamic_ncols=True) as bar:
-        dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update, shard=shard)
+        dataset = data.generate(family, args.n, args.seed, args.law, progress=bar.update, shard=shard,
+                                    drop_infeasible=args.drop_infeasible)
     digest = data.write_dataset(path, dataset)
     part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: instances {dataset.attrs['shard_offset']}.." \
                                     f"{dataset.attrs['shard_offset'] + count - 1})"

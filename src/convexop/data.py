@@ -44,7 +44,8 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def generate(family: Family, n: int, seed: int, law: str = "train", progress=None,
-             shard: tuple[int, int] | None = None, rows: tuple[int, int] | None = None) -> Dataset:
+             shard: tuple[int, int] | None = None, rows: tuple[int, int] | None = None,
+             drop_infeasible: bool = False) -> Dataset:
     """Draw n instances from `law` with `seed` and solve them with the family's reference.
 
     shard (i, k): all n parameters are drawn as without it, and only the i-th of k contiguous
@@ -52,6 +53,10 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
     unsharded set whenever the reference treats instances independently (toy-box, heat-pde): the
     parameters exactly, the targets to round-off (batched linear algebra may round the last bit
     differently with the composition of the batch).
+
+    Instances whose constraints admit no point (`family.infeasible`) are refused with one line giving
+    their count and the first index, or dropped with `drop_infeasible` (counted in the attribute
+    `dropped_infeasible`).
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_INSTANCES:
         raise InputError("n", n, f"integers in [1, {MAX_INSTANCES}]")
@@ -73,6 +78,17 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
         extra = {"rows_offset": int(start), "n_total": n}
     check_finite_array("sampler", params, (len(params), family.theta_size))
     family.check_theta(params)
+    infeasible = family.infeasible(params)
+    if infeasible.any() and not drop_infeasible:
+        first = int(np.flatnonzero(infeasible)[0])
+        raise InputError("sampler", None, "", f"{int(infeasible.sum())} of {len(params)} instances are infeasible "
+                         f"(first: instance {first}, a phase-I solve found no point satisfying the constraints); "
+                         "draw only feasible instances, or pass --drop-infeasible to leave them out")
+    if drop_infeasible:
+        params = params[~infeasible]
+        extra["dropped_infeasible"] = int(infeasible.sum())
+        if not len(params):
+            raise InputError("sampler", None, "", f"all {len(infeasible)} instances are infeasible")
     targets = np.asarray(family.reference(params, progress=progress))
     check_finite_array("reference", targets, (len(params), len(family.points)))
     attrs = {"family": family.name, "family_config": json.dumps(family.family_config()),

@@ -302,6 +302,11 @@ class Family(torch.nn.Module):
                 progress(len(chunks[-1]))
         return np.concatenate(chunks)
 
+    def infeasible(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: the instances theta (n, P) whose constraints admit no point. Built-in families
+        are feasible for every parameter in their domains; route (b) families run a phase-I solve."""
+        return np.zeros(len(theta), dtype=bool)
+
     def reference_error(self) -> float:
         """Estimated max-norm error of `reference` (documented per family; exact families default to
         the in-basis optimum's tolerance)."""

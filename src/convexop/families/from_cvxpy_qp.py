@@ -18,8 +18,8 @@ import torch
 
 from ..errors import InputError
 from ..prox import NonNegative, SeparableSum, Zero
-from ..solvers.interior_point import solve_qp
-from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries
+from ..solvers.interior_point import phase_one, solve_qp
+from ..solvers.qp import INFEASIBLE_MARGIN, QPData, QPDual, QPDualProgram, decoupled_coordinates, quadratic_queries
 from .cvxpy_expressions import describe, evaluate
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs
 from .user import UserFamily, as_sampler
@@ -146,14 +146,23 @@ class CvxpyQPFamily(UserFamily):
         if me + mi == 0:
             raise InputError("problem", None, "", "no constraint is left once the equalities are eliminated: the "
                              "problem is an unconstrained quadratic (solve it in closed form, or use from_torch)")
-        lipschitz = QPDual.factor(QPData(*(probe[k] for k in ("P", "q", "A", "b", "G", "h"))))["lipschitz"]
-        scale = float(lipschitz.median()) ** -0.5  # coefficients x = z / scale: the program is 1-smooth
+        factors = QPDual.factor(QPData(*(probe[k] for k in ("P", "q", "A", "b", "G", "h"))))
+        scale = float(factors["lipschitz"].median()) ** -0.5  # coefficients x = z / scale: 1-smooth
+        # z = E x: with matrices that do not depend on the parameters, the decoupled coordinates
+        # (solvers/qp.py: lambda block solved by one step, mu block Jacobi-scaled; the dual of the DC3
+        # QP goes from condition 4e5 to 7e3); else the scalar scaling
+        shared = all(k in self.extractor.shared for k in ("P", "A", "G"))
+        coordinates = (decoupled_coordinates(factors["M"][0], me) if shared
+                       else scale * torch.eye(me + mi, dtype=torch.float64))
+        self.coordinates, self.inverse = coordinates, torch.linalg.inv(coordinates)
+        curvature = self.coordinates.T @ factors["M"][0] @ self.coordinates
+        self._shared_lipschitz = float(torch.linalg.eigvalsh((curvature + curvature.T) / 2)[-1]) if shared else None
         layout = [(k, (m,)) for k, m in (("lambda", me), ("mu", mi)) if m]
         blocks = [(me, Zero())] * bool(me) + [(mi, NonNegative())] * bool(mi)
         f = SeparableSum(blocks) if len(blocks) > 1 else blocks[0][1]
         super().__init__(name, layout, specs, None, f, draw,  # g: overridden below
                          lipschitz=self._dual_lipschitz,
-                         training=training, description=str(problem), scale=scale)
+                         training=training, description=str(problem), coordinates=coordinates.numpy())
         self.route = "QP dual"
         self.primal_layout = [(v.name(), tuple(v.shape)) for v in self.cvx_variables]
         self.reference_method = "QP dual optimum: batched interior point + active-set KKT polish, gap <= 1e-9"
@@ -232,32 +241,36 @@ class CvxpyQPFamily(UserFamily):
         if self.null_space is not None:
             d, y0 = self._reduce(d)
         data = QPData(*(d[k] for k in ("P", "q", "A", "b", "G", "h")))
+        restore = phase_one if self._interior is None else None  # automatic feasible points (phase I)
         if self.null_space is None and all(k in self.extractor.shared for k in ("P", "A", "G", "q")):
             if self._factors is None:
                 self._factors = QPDual.factor(QPData(data.P, data.q, data.A, data.b[:1], data.G, data.h[:1]))
-            dual = QPDual(data, self._factors)
+            dual = QPDual(data, self._factors, restore)
         else:
-            dual = QPDual(data)
+            dual = QPDual(data, restore=restore)
         self._cache = (theta.clone(), dual, d["c"], y0)
         return dual, d["c"], y0
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """The negated dual function at z = scale * x (batched over queries), less its constant
+        """The negated dual function at z = E x (batched over queries), less its constant
         1/2 q'P^-1 q so that float32 queries keep the digits that vary; `objective` adds it back."""
-        return self.qp(theta)[0].smooth(self.scale * x, constant=False)
+        return self.qp(theta)[0].smooth(x @ self.coordinates.to(x).T, constant=False)
 
     def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """g at x + c_m by the exact quadratic expansion (one gradient per instance)."""
-        return quadratic_queries(self.qp(theta)[0], self.scale * x, self.scale * offsets)
+        e = self.coordinates.to(x)
+        return quadratic_queries(self.qp(theta)[0], x @ e.T, offsets @ e.T)
 
     def _dual_lipschitz(self, theta: dict[str, torch.Tensor]) -> torch.Tensor:
         flat = torch.cat([t.reshape(t.shape[0], -1) for t in theta.values()], dim=1)
+        if self._shared_lipschitz is not None:
+            return torch.full((len(flat),), self._shared_lipschitz, dtype=torch.float64)
         return self.scale ** 2 * self.qp(flat)[0].factors["lipschitz"].expand(len(flat))
 
     # ----- certificates and answers in primal terms ----------------------------------------
     def multipliers(self, x: torch.Tensor) -> torch.Tensor:
-        """Coefficients -> dual multipliers z = scale * x (float64)."""
-        return self.scale * x.double()
+        """Coefficients -> dual multipliers z = E x (float64)."""
+        return x.double() @ self.coordinates.T
 
     def interior(self, theta: torch.Tensor) -> torch.Tensor | None:
         """(B, n) the user's strictly feasible points for theta (float64), or None."""
@@ -278,15 +291,14 @@ class CvxpyQPFamily(UserFamily):
     def objective(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """f + g with g's constant: minus the dual value (the primal objective of the recovered answer,
         in the user's sign, is the certificate's `objective`)."""
-        return self.f_value(x) + self.qp(theta)[0].smooth(self.scale * x)
+        return self.f_value(x) + self.qp(theta)[0].smooth(x @ self.coordinates.to(x).T)
 
     def in_basis_program(self, theta: torch.Tensor) -> QPDualProgram:
-        """The dual program in coefficients x = z / scale; certificate: relative duality gap and primal
+        """The dual program in coefficients x (z = E x); certificate: relative duality gap and primal
         violation of the recovered answer; objective: the user's (sign, constant)."""
         dual, constant = self.qp(theta)
-        eye = torch.eye(self.rank, dtype=torch.float64)
-        return dual.program(self.interior(theta), self.scale * eye, eye / self.scale,
-                            self.scale ** 2 * dual.factors["lipschitz"].expand(len(theta)),
+        flat = {"theta": theta}
+        return dual.program(self.interior(theta), self.coordinates, self.inverse, self._dual_lipschitz(flat),
                             objective=lambda value: self.sign * (value + constant))
 
     def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
@@ -297,6 +309,14 @@ class CvxpyQPFamily(UserFamily):
             columns[name] = y[:, start:start + size].reshape(len(y), *shape).tolist()
             start += size
         return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(y))]
+
+    def infeasible(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: a phase-I solve (solvers/interior_point.py) ends with a negative margin."""
+        out = []
+        for start in range(0, len(theta), 4096):
+            dual, _ = self.qp(torch.as_tensor(theta[start:start + 4096], dtype=torch.float64))
+            out.append((phase_one(dual.data)[1] < -INFEASIBLE_MARGIN).numpy())
+        return np.concatenate(out)
 
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
         """(n, R) the dual optimum (interior point + KKT polish) in coefficients. An instance that the
@@ -311,8 +331,8 @@ class CvxpyQPFamily(UserFamily):
             raise InputError("reference", None, "", f"{int(bad.sum())} of {len(z)} instances are infeasible or "
                              f"could not be solved (first: instance {first}, primal violation "
                              f"{float(violation[first]):.2e}, relative gap {float(gap[first]):.2e}); draw only "
-                             "feasible instances in the sampler")
-        return z.numpy() / self.scale
+                             "feasible instances in the sampler, or pass --drop-infeasible to generate")
+        return (z @ self.inverse.T).numpy()
 
 
 class HessianBound:

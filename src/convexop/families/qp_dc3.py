@@ -42,7 +42,7 @@ from ..basis import Basis
 from ..errors import InputError
 from ..prox import Box
 from ..solvers.interior_point import solve_qp
-from ..solvers.qp import QPData, QPDual, QPDualProgram, quadratic_queries
+from ..solvers.qp import QPData, QPDual, QPDualProgram, decoupled_coordinates, quadratic_queries
 from .base import Family
 from .parameters import Parameter
 
@@ -59,17 +59,7 @@ def coordinate_matrix(m: np.ndarray, coordinates: str) -> np.ndarray:
     E'ME = diag(I, DHD) (the lambda block is decoupled and exactly solved by one unit gradient step)."""
     if coordinates == "scaled":
         return np.eye(len(m)) / np.sqrt(np.linalg.eigvalsh(m)[-1])
-    e = EQUALITIES
-    s, r = m[:e, :e], m[:e, e:]
-    values, vectors = np.linalg.eigh(s)
-    reduced = m[e:, e:] - r.T @ np.linalg.solve(s, r)
-    d = 1 / np.sqrt(np.diag(reduced))
-    d /= np.sqrt(np.linalg.eigvalsh(d[:, None] * reduced * d[None, :])[-1])
-    out = np.zeros_like(m)
-    out[:e, :e] = (vectors / np.sqrt(values)) @ vectors.T
-    out[:e, e:] = -np.linalg.solve(s, r) * d[None, :]
-    out[e:, e:] = np.diag(d)
-    return out
+    return decoupled_coordinates(torch.as_tensor(m), EQUALITIES).numpy()
 
 
 def primal_weights(problem: dict[str, np.ndarray]) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..basis import Basis
 from ..errors import InputError
 from ..prox import Prox, Zero
 from ..solvers.polish import polish
+from ..solvers.program import curvature
 from .base import Family
 from .parameters import Parameter
 
@@ -68,11 +69,14 @@ class UserFamily(Family):
     def __init__(self, name: str, layout: list[tuple[str, tuple[int, ...]]], parameters: tuple[Parameter, ...],
                  g: Callable, f: Prox | None, sampler: Callable[[int, np.random.Generator], dict],
                  lipschitz: Callable | None = None, reference: Callable | None = None,
-                 training: dict | None = None, description: str = "", scale: float = 1.0) -> None:
+                 training: dict | None = None, description: str = "", scale: float = 1.0,
+                 coordinates: np.ndarray | None = None) -> None:
         labels = _labels(layout)
         size = len(labels)
-        basis = Basis(labels, scale * np.eye(size), np.ones(size), np.arange(size, dtype=np.float64))
-        self.scale = float(scale)  # values (the program's variables) = scale * coefficients
+        # values (the program's variables) = coordinates @ coefficients (default scale * I)
+        matrix = scale * np.eye(size) if coordinates is None else np.asarray(coordinates, dtype=np.float64)
+        basis = Basis(labels, matrix, np.ones(size), np.arange(size, dtype=np.float64))
+        self.scale = float(scale)
         super().__init__(basis)
         self.name = name
         self.layout = layout
@@ -89,11 +93,22 @@ class UserFamily(Family):
                                  f"to residual <= {REFERENCE_TOL:g}")
 
     def _typical_step(self) -> float:
-        """1 / median Lipschitz bound over 64 sampled instances (1 when no bound is known)."""
-        if self._lipschitz is None:
-            return 1.0
+        """1 / median Lipschitz bound over 64 sampled instances; where no bound is known, 1 / the
+        median of an estimate of the largest Hessian eigenvalue of g (`curvature`, the largest of
+        three points per instance: 0, the prox of 0 and a standard normal draw); 1 if that fails."""
         theta = torch.as_tensor(self.sample(64, np.random.default_rng(0)), dtype=torch.float64)
-        return float(1.0 / self.lipschitz(theta).median())
+        if self._lipschitz is not None:
+            return float(1.0 / self.lipschitz(theta).median())
+        zero = torch.zeros(len(theta), self.rank, dtype=torch.float64)
+        points = [zero, self.activation(zero), torch.randn(zero.shape, generator=torch.Generator().manual_seed(0),
+                                                           dtype=torch.float64)]
+        try:
+            with torch.no_grad():
+                estimate = torch.stack([curvature(lambda x: self.g(x, theta), p) for p in points]).amax(0)
+        except (RuntimeError, ValueError, ArithmeticError):  # an evaluator without gradients: keep 1
+            return 1.0
+        typical = float(estimate.median())
+        return 1.0 / typical if math.isfinite(typical) and typical > 1e-12 else 1.0
 
     # ----- identity -----------------------------------------------------------------------
     def default_training(self) -> dict[str, Any]:  # an instance method here: settings are per family
@@ -174,7 +189,9 @@ class UserFamily(Family):
             solve = lambda rows: np.asarray(self._reference(self.split_theta(torch.as_tensor(rows))), dtype=np.float64)
         else:
             solve = self.in_basis_optimum
-        return self.scale * self.solve_in_chunks(theta, 1024, solve, progress)
+        answers = self.solve_in_chunks(theta, 1024, solve, progress)
+        with np.errstate(invalid="ignore"):  # a non-finite answer is refused by the caller, naming its index
+            return answers @ self.basis.values.T
 
     def reference_error(self) -> float:
         return REFERENCE_TOL

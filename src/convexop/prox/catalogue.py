@@ -24,7 +24,10 @@ def _soft_threshold(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class Zero(Prox):
-    """``f = 0``: the prox is the identity; ``f*`` is the indicator of ``{0}``."""
+    """``f = 0``: the prox is the identity; ``f*`` is the indicator of ``{0}``. It is the indicator of
+    the whole space, so a sum of blocks with boxes stays an indicator."""
+
+    _indicator = True
 
     def _apply(self, x, step):
         return x

@@ -6,7 +6,10 @@ status:
   default 1e-6): the certificate measure (solvers/program.py: max(gap or residual, violation)) <= tol;
 - `optimal_inaccurate`: a finite answer whose certificate is above the tolerance (the usual raw
   amortised answer; polish it to certify it);
-- `infeasible` / `unbounded`: the instance is proven so;
+- `infeasible`: the instance's constraints admit no point (QP duals: a phase-I solve, which maximises the
+  smallest constraint margin, ends below zero); values, coefficients and variables are null;
+- `unbounded`: the instance's objective is proven unbounded below (no built-in or route (b) program can
+  be: their objectives are strongly convex or their sets bounded);
 - `error`: non-finite or failed; values are null and `reason` says why;
 - `approximate`: supervised families (heat-pde, utility-max), whose target is not argmin f + g, so
   no certificate applies.
@@ -31,6 +34,8 @@ __all__ = ["DEFAULT_TOL", "STATUSES", "certificate_fields", "check_tolerance", "
 DEFAULT_TOL = 1e-6
 STATUSES = ("optimal", "optimal_inaccurate", "infeasible", "unbounded", "error", "approximate")
 FIELDS = ("objective", "residual", "gap", "violation")
+INFEASIBLE_REASON = ("no point satisfies the constraints: a phase-I solve (maximise the smallest constraint "
+                     "margin) ends with a negative margin; values are null")
 
 
 def check_tolerance(tol: float, field: str = "--tol") -> None:
@@ -59,6 +64,8 @@ def statuses(exact: bool, certificate: Certificate | None, finite: np.ndarray, t
     finite; exact families are `optimal` when certified at tol, else `optimal_inaccurate`."""
     n = len(finite)
     measure = None if certificate is None else certificate.measure.detach().double().cpu().numpy()
+    infeasible = (np.zeros(n, dtype=bool) if certificate is None or certificate.infeasible is None
+                  else certificate.infeasible.detach().cpu().numpy())
     objective = None if certificate is None else certificate.objective.detach().double().cpu().numpy()
     out = []
     for k in range(n):
@@ -66,6 +73,8 @@ def statuses(exact: bool, certificate: Certificate | None, finite: np.ndarray, t
             out.append(("error", "the model's answer is not finite (coefficients or values are NaN or infinite)"))
         elif not exact:
             out.append(("approximate", ""))
+        elif infeasible[k]:
+            out.append(("infeasible", INFEASIBLE_REASON))
         elif measure is None or not math.isfinite(measure[k]):
             out.append(("error", "the certificate of the answer is not finite"))
         elif measure[k] <= tol:

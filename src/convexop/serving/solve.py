@@ -103,6 +103,7 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
         finite = finite.cpu().numpy()
         fields = certificate_fields(certificate, len(theta))
         status = statuses(family.exact, certificate, finite, certify_tol)
+        finite &= np.array([state != "infeasible" for state, _ in status], dtype=bool)  # no answer to give
         coefficient_rows = coefficients.double().cpu().tolist() if coefficients is not None else None
         value_rows = values.double().cpu().tolist()
         extras = [{} for _ in range(len(theta))]

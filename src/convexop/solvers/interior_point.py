@@ -1,6 +1,7 @@
 """The accurate reference of batched strongly convex QPs: a Mehrotra predictor-corrector interior-point
 method (`interior_point`), finished by the active-set KKT polish of `qp.QPDual` (`solve_qp`), to relative
-gap and violation <= tol."""
+gap and violation <= tol; and `phase_one`, the strictly feasible points (or proofs of infeasibility) that
+restore feasibility of amortised primal answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from .qp import QPData, QPDual, mv
 
-__all__ = ["interior_point", "solve_qp"]
+__all__ = ["interior_point", "phase_one", "solve_qp"]
 
 Tensor = torch.Tensor
 
@@ -42,7 +43,8 @@ def _longest(s: Tensor, mu: Tensor, ds: Tensor, dm: Tensor) -> Tensor:
     return ratio.amin(-1, keepdim=True).clamp(max=1.0) if s.shape[-1] else s.new_ones(len(s), 1)
 
 
-def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -> tuple[Tensor, Tensor, Tensor]:
+def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80,
+                   patience: int = 3) -> tuple[Tensor, Tensor, Tensor]:
     """Batched Mehrotra predictor-corrector IPM (float64). Returns y (B, n), z = [lambda, mu] (B, m) and
     the iterations per instance. An instance stops when its KKT error (max of the scaled primal and
     dual residuals and the mean complementarity) is <= tol or has not improved for 3 iterations
@@ -67,7 +69,7 @@ def interior_point(data: QPData, tol: float = 1e-10, max_iterations: int = 80) -
             kept[work[better]] = now[better]
         stalled[work] = torch.where(error < 0.5 * best_error[work], 0, stalled[work] + 1)
         best_error[work] = torch.minimum(error, best_error[work])
-        keep = (best_error[work] > tol) & (stalled[work] < 3) & torch.isfinite(error)
+        keep = (best_error[work] > tol) & (stalled[work] < patience) & torch.isfinite(error)
         work, yw, lw, sw, mw, rd, re, ri, comp = (t[keep] for t in (work, yw, lw, sw, mw, rd, re, ri, comp))
         if len(work) == 0 or count == max_iterations:
             break
@@ -107,3 +109,46 @@ def solve_qp(data: QPData, tol: float = 1e-9, chunk: int = 2048) -> tuple[Tensor
         ys.append(dual.recover(z)[0])
         zs.append(z)
     return torch.cat(ys), torch.cat(zs)
+
+
+def phase_one(data: QPData, tol: float = 1e-9) -> tuple[Tensor, Tensor]:
+    """A strictly feasible point of each instance's constraints and its margin, batched.
+
+    With rows normalised (G_i / |G_i|), solves the strongly convex QP in (y, t)
+        min  -t + eps/2 (|y|^2 + t^2) / sigma^2   s.t.  A y = b,  G_i y / |G_i| + t <= h_i / |G_i|,  t <= sigma
+    (sigma = 1 + max |b|, |h_i| / |G_i| per instance sets the scale, eps = 1e-6: the margin t is
+    maximised, up to a regularisation that keeps the QP strongly convex and its solution bounded).
+    Returns the points y (B, n) and margins (B,): the smallest distance min_i (h_i - G_i y) / |G_i|
+    to an inequality's hyperplane, measured at y, or minus the equality residual max |A y - b| / (1 +
+    max |b|) when that is larger: a positive margin makes y strictly feasible; a negative one
+    (beyond rounding) means that no point satisfies the constraints. Where the solve did not reach its
+    optimality conditions (dual residual and complementarity <= 1e-6) a negative margin proves
+    nothing and is reported as 0."""
+    data = data.to(torch.float64)
+    batch, n, me, mi = data.batch, data.n, data.me, data.mi
+    norms = data.G.norm(dim=-1).clamp_min(1e-300)  # (1|B, mi)
+    g, h = data.G / norms[..., None], data.h / norms
+    scale = torch.zeros(batch, dtype=g.dtype)  # sigma per instance
+    if mi:
+        scale = torch.maximum(scale, h.abs().amax(-1).expand(batch))
+    if me:
+        scale = torch.maximum(scale, data.b.abs().amax(-1).expand(batch))
+    sigma = 1.0 + scale
+    eye = torch.eye(n + 1, dtype=g.dtype)
+    rows_g = torch.cat([g, torch.ones(*g.shape[:-1], 1, dtype=g.dtype)], -1).expand(batch, -1, -1)
+    cap = eye[-1:].expand(batch, 1, -1)
+    big_g = torch.cat([rows_g, cap], -2)
+    big_h = torch.cat([h.expand(batch, -1), sigma[:, None]], -1)
+    q = -eye[-1:]
+    a = torch.cat([data.A, torch.zeros(*data.A.shape[:-1], 1, dtype=g.dtype)], -1)
+    phase = QPData((1e-6 / sigma ** 2)[:, None, None] * eye, q, a, data.b, big_g, big_h)
+    w, z, _ = interior_point(phase, tol=tol, max_iterations=200, patience=20)
+    y = w[:, :n]
+    slack, mu = big_h - mv(big_g, w), z[:, me:]
+    dual_residual = mv(phase.P, w) + phase.q + mv(phase.A.mT, z[:, :me]) + mv(big_g.mT, mu)
+    converged = torch.stack([_scaled(dual_residual, phase.q), (slack * mu).abs().amax(-1)]).amax(0) <= 1e-6
+    margin = (h - mv(g, y)).amin(-1) if mi else torch.full((batch,), math.inf, dtype=y.dtype)
+    if me:
+        equality = (mv(data.A, y) - data.b).abs().amax(-1) / (1 + data.b.abs().amax(-1))
+        margin = torch.where(equality > 1e-7, -equality, margin)
+    return y, torch.where(converged, margin, margin.clamp_min(0.0))  # unproven negative margins: 0

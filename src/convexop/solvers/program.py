@@ -31,7 +31,7 @@ import torch
 
 from ..prox import Prox
 
-__all__ = ["Certificate", "CompositeProgram", "SolveResult"]
+__all__ = ["Certificate", "CompositeProgram", "SolveResult", "curvature"]
 
 Tensor = torch.Tensor
 Smooth = Callable[[Tensor], Tensor]  # (batch, R) -> (batch,)
@@ -45,6 +45,7 @@ class Certificate:
     violation: Tensor
     objective: Tensor
     gap: Tensor | None = None
+    infeasible: Tensor | None = None  # (batch,) bool where the program kind can prove infeasibility
 
     @property
     def measure(self) -> Tensor:
@@ -156,3 +157,29 @@ class CompositeProgram:
     def certificate(self, x: Tensor) -> Certificate:
         """The certificate of candidates x (batch, R) (module doc)."""
         return Certificate(self.residual(x), self.violation(x), self.objective(x), self.gap(x))
+
+
+def curvature(smooth: Smooth, x: Tensor, iterations: int = 20, seed: int = 0) -> Tensor:
+    """(batch,) an estimate of the largest Hessian eigenvalue of `smooth` at x (batch, R): power
+    iteration on central gradient differences (H v ~ (grad S(x + h v) - grad S(x - h v)) / 2h, h
+    relative to |x|). An estimate, never a bound: for a step size where no Lipschitz bound is known
+    (e.g. the GEO's forward-backward initialisation), not for certificates."""
+    x = x.detach()
+    generator = torch.Generator().manual_seed(seed)
+    v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    v = v / v.norm(dim=-1, keepdim=True)
+    h = 1e-4 * (1 + x.norm(dim=-1, keepdim=True))
+    estimate = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+    def gradient(point: Tensor) -> Tensor:
+        with torch.enable_grad():
+            point = point.requires_grad_(True)
+            (out,) = torch.autograd.grad(smooth(point).sum(), point)
+        return out.detach()
+
+    for _ in range(iterations):
+        hv = (gradient(x + h * v) - gradient(x - h * v)) / (2 * h)
+        estimate = (hv * v).sum(-1)
+        norm = hv.norm(dim=-1, keepdim=True)
+        v = torch.where(norm > 0, hv / norm.clamp_min(1e-300), v)
+    return estimate.clamp_min(0.0)

@@ -39,11 +39,14 @@ import torch
 
 from ..prox import Box
 from .fista import fista
-from .program import CompositeProgram, SolveResult
+from .program import Certificate, CompositeProgram, SolveResult
 
-__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "mv", "quadratic_queries", "relative_gap"]
+__all__ = ["QPData", "QPDual", "QPDualProgram", "QPPolishResult", "decoupled_coordinates", "mv", "quadratic_queries",
+           "relative_gap"]
 
 Tensor = torch.Tensor
+RESTORE_THRESHOLD = 1e-10  # violations above this (relative to 1 + max|h|) are restored when asked
+INFEASIBLE_MARGIN = 1e-7  # a phase-I margin below -this (relative row distance) proves infeasibility
 
 
 def mv(matrix: Tensor, vector: Tensor) -> Tensor:
@@ -92,6 +95,28 @@ class QPData:
             raise ValueError("QP P must be positive definite (the dual route needs a strongly convex objective)")
 
 
+def decoupled_coordinates(m: Tensor, me: int) -> Tensor:
+    """E (m x m) with z = E c that conditions the dual program 1/2 z'Mz + ...: E'ME = diag(I, DHD),
+    E = [[S^-1/2, -S^-1 R D], [0, D]] with S = M_EE, R = M_EI, H = M_II - R'S^-1 R the Hessian in mu
+    alone (lambda eliminated) and D the diagonal scaling of H to unit diagonal, then unit largest
+    eigenvalue. The lambda block is decoupled (one unit gradient step solves it), the mu block has
+    H's conditioning improved by Jacobi scaling, and E maps mu >= 0 to c_mu >= 0 (D is a positive
+    diagonal), so the activation stays a clamp. M (m x m) symmetric positive definite, float64."""
+    m = m.double()
+    s, r = m[:me, :me], m[:me, me:]
+    values, vectors = torch.linalg.eigh(s)
+    solved = torch.linalg.solve(s, r) if me else r
+    reduced = m[me:, me:] - r.T @ solved
+    d = reduced.diagonal().clamp_min(1e-300).rsqrt()
+    if len(d):
+        d = d / torch.linalg.eigvalsh(d[:, None] * reduced * d[None, :])[-1].sqrt()
+    out = torch.zeros_like(m)
+    out[:me, :me] = (vectors / values.sqrt()) @ vectors.T
+    out[:me, me:] = -solved * d[None, :]
+    out[me:, me:] = torch.diag(d)
+    return out
+
+
 def relative_gap(gap: Tensor, objective: Tensor) -> Tensor:
     """|gap| / max(1, |objective|): the gap scale used by every certificate here."""
     return gap.abs() / objective.abs().clamp_min(1.0)
@@ -110,12 +135,20 @@ class QPDual:
     minimise g(z) = 1/2 r' P^-1 r + b'lambda + h'mu,  r = q + A'lambda + G'mu,   s.t. mu >= 0
     (the negated dual function), primal recovery y(z) = -P^-1 r."""
 
-    def __init__(self, data: QPData, factors: dict[str, Tensor] | None = None) -> None:
+    def __init__(self, data: QPData, factors: dict[str, Tensor] | None = None,
+                 restore: Callable[[QPData], tuple[Tensor, Tensor]] | None = None) -> None:
         self.data = data
         self.factors = factors if factors is not None else QPDual.factor(data)
         self.me, self.mi, self.m = data.me, data.mi, data.me + data.mi
         rows = max(data.b.shape[0], data.h.shape[0])
         self.linear = self.factors["kpq"] + torch.cat([data.b.expand(rows, -1), data.h.expand(rows, -1)], -1)
+        # automatic feasibility restoration (`recover(..., restore=True)`): restore(data) -> (strictly
+        # feasible points (B, n), margins (B,)) of a phase-I solve, computed once per instance on demand
+        # and shared with subsets (`_rows` index the batch the cache was made for)
+        self.restore = restore
+        self._rows = torch.arange(data.batch)
+        self._feasible = {"point": torch.full((data.batch, data.n), math.nan, dtype=torch.float64),
+                          "margin": torch.full((data.batch,), math.nan, dtype=torch.float64)}
 
     @staticmethod
     def factor(data: QPData) -> dict[str, Tensor]:
@@ -154,7 +187,8 @@ class QPDual:
 
     def program(self, interior: Tensor | None = None, coordinates: Tensor | None = None,
                 inverse: Tensor | None = None, lipschitz: Tensor | None = None,
-                objective: Callable[[Tensor], Tensor] | None = None, slack_weight: float = 0.0) -> QPDualProgram:
+                objective: Callable[[Tensor], Tensor] | None = None, slack_weight: float = 0.0,
+                restore: bool = True) -> QPDualProgram:
         """The dual as an in-basis program over coefficients x with z = x @ coordinates.T
         (coordinates (m, m): identity by default; it must map the orthant mu >= 0 onto itself, e.g. a
         positive diagonal scaling per block, so that h stays the indicator of x_mu >= 0); `inverse`
@@ -164,7 +198,7 @@ class QPDual:
         (`active_guess`). Its certificate: see `QPDualProgram`."""
         if lipschitz is None:
             lipschitz = self.factors["lipschitz"].expand(self.data.batch).clamp_min(1e-12)
-        return QPDualProgram(self, interior, coordinates, inverse, lipschitz, objective, slack_weight)
+        return QPDualProgram(self, interior, coordinates, inverse, lipschitz, objective, slack_weight, restore)
 
     def primal_objective(self, y: Tensor) -> Tensor:
         d = self.data
@@ -187,10 +221,38 @@ class QPDual:
         return out
 
     # ----- certificates --------------------------------------------------------------------
-    def recover(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(y, z~): the closed-form primal answer of z and the multipliers certifying it (module doc)."""
+    def feasible_points(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """(points (k, n), margins (k,)) of the phase-I solve (`restore`) for the instances `rows`
+        (indices into this batch), solved once per instance and cached."""
+        key = self._rows[rows]
+        missing = torch.isnan(self._feasible["margin"][key])
+        if missing.any():
+            point, margin = self.restore(self.data.index(rows[missing]))
+            self._feasible["point"][key[missing]] = point.double()
+            self._feasible["margin"][key[missing]] = margin.double()
+        return self._feasible["point"][key], self._feasible["margin"][key]
+
+    def infeasible(self) -> Tensor:
+        """(B,) bool: the phase-I solve proved the instance infeasible (its largest margin is negative
+        beyond rounding); False where it has not run (answers that were feasible never need it)."""
+        margin = self._feasible["margin"][self._rows]
+        return margin < -INFEASIBLE_MARGIN
+
+    def recover(self, z: Tensor, interior: Tensor | None = None, restore: bool = False) -> tuple[Tensor, Tensor]:
+        """(y, z~): the closed-form primal answer of z and the multipliers certifying it (module doc).
+        restore: with no `interior`, answers that violate G y <= h are pulled into the feasible set
+        along the segment to the phase-I point of their instance (`feasible_points`)."""
         z = self.best_lambda(z[..., self.me:])
         y = self.primal(z)
+        if interior is None and restore and self.restore is not None and self.mi and len(y) == self.data.batch:
+            d = self.data
+            excess = (mv(d.G.to(y), y) - d.h.to(y)).amax(-1)
+            bad = (excess > RESTORE_THRESHOLD * (1 + d.h.to(y).abs().amax(-1))).nonzero()[:, 0]
+            if len(bad):
+                points = self.feasible_points(bad)[0].to(y)
+                y = y.clone()
+                y[bad] = self.subset(bad).recover(z[bad], points)[0]
+            return y, z
         if interior is not None and self.mi:
             g = self.data.G.to(y)
             step = mv(g, y - interior)
@@ -208,9 +270,9 @@ class QPDual:
         lam = -mv(f["eq_pinv"].to(mu), self.linear[..., :self.me].to(mu)) - mv(f["coupling"].to(mu), mu)
         return torch.cat([lam.expand(mu.shape[0], -1), mu], dim=-1)
 
-    def certificate(self, z: Tensor, interior: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def certificate(self, z: Tensor, interior: Tensor | None = None, restore: bool = False) -> tuple[Tensor, Tensor]:
         """(relative gap, violation) of the recovered pair, both (B,)."""
-        y, z = self.recover(z, interior)
+        y, z = self.recover(z, interior, restore)
         objective = self.primal_objective(y)
         gap = relative_gap(objective - self.dual_objective(z), objective)
         violation = self.primal_violation(y)
@@ -295,7 +357,7 @@ class QPDual:
                 budget, since_fista = budget - 1, since_fista + 1
             else:
                 steps = min(fista_chunk, budget)
-                result = fista(sub.program(inner), z[work], tol, steps)
+                result = fista(sub.program(inner, restore=False), z[work], tol, steps)
                 new = result.x
                 fista_steps[work] += result.iterations
                 guess[work] = sub.active_guess(new, slack_weight or 1.0)
@@ -312,7 +374,9 @@ class QPDual:
     def subset(self, index: Tensor) -> QPDual:
         """The dual of the instances `index`, reusing the factorisations."""
         factors = {k: (v if v.shape[0] == 1 else v[index]) for k, v in self.factors.items()}
-        return QPDual(self.data.index(index), factors)
+        sub = QPDual(self.data.index(index), factors, self.restore)
+        sub._rows, sub._feasible = self._rows[index], self._feasible
+        return sub
 
 
 class QPDualProgram(CompositeProgram):
@@ -322,12 +386,14 @@ class QPDualProgram(CompositeProgram):
     dual program in x, `gap` the relative duality gap of the closed-form primal answer
     (`QPDual.recover`), `violation` that answer's max primal violation (and any negative mu),
     `objective` its primal objective; certified when max(gap, violation) <= tol. Polished by the
-    active-set KKT polish (`QPDual.polish`)."""
+    active-set KKT polish (`QPDual.polish`). With `restore` (default) and a dual built with a phase-I
+    solve, answers that violate the inequalities are restored (`QPDual.recover`) before they are
+    certified, and `certificate.infeasible` marks instances the phase-I solve proved infeasible."""
 
     def __init__(self, dual: QPDual, interior: Tensor | None, coordinates: Tensor | None,
                  inverse: Tensor | None, lipschitz: Tensor, objective: Callable[[Tensor], Tensor] | None,
-                 slack_weight: float = 0.0) -> None:
-        self.dual, self.interior, self.slack_weight = dual, interior, slack_weight
+                 slack_weight: float = 0.0, restore: bool = True) -> None:
+        self.dual, self.interior, self.slack_weight, self.restore = dual, interior, slack_weight, restore
         self.coordinates, self.inverse, self.objective_map = coordinates, inverse, objective
         lower = [-math.inf] * dual.me + [0.0] * dual.mi
         super().__init__(lambda x: dual.smooth(self.multipliers(x)), Box(lower, [math.inf] * dual.m), lipschitz,
@@ -337,7 +403,7 @@ class QPDualProgram(CompositeProgram):
         lipschitz = self.lipschitz if self.lipschitz.shape[0] == 1 else self.lipschitz[index]
         interior = None if self.interior is None else self.interior[index]
         return QPDualProgram(self.dual.subset(index), interior, self.coordinates, self.inverse, lipschitz,
-                             self.objective_map, self.slack_weight)
+                             self.objective_map, self.slack_weight, self.restore)
 
     def multipliers(self, x: Tensor) -> Tensor:
         """Coefficients x (..., m) -> dual multipliers z = [lambda, mu] (..., m)."""
@@ -348,11 +414,18 @@ class QPDualProgram(CompositeProgram):
         return z if self.inverse is None else z @ self.inverse.to(z).T
 
     def primal(self, x: Tensor) -> Tensor:
-        """(batch, n) the closed-form primal answer of x (feasible when `interior` is given)."""
-        return self.dual.recover(self.multipliers(x.double()), self.interior)[0]
+        """(batch, n) the closed-form primal answer of x (feasible when `interior` is given or the dual
+        restores feasibility)."""
+        return self.dual.recover(self.multipliers(x.double()), self.interior, self.restore)[0]
 
     def _pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.dual.certificate(self.multipliers(x.double()), self.interior)
+        return self.dual.certificate(self.multipliers(x.double()), self.interior, self.restore)
+
+    def certificate(self, x: Tensor) -> Certificate:
+        """The QP kind's certificate (class doc), with `infeasible` where a phase-I solve proved it."""
+        out = super().certificate(x)
+        out.infeasible = self.dual.infeasible() if self.restore and self.dual.restore is not None else None
+        return out
 
     def gap(self, x: Tensor) -> Tensor:
         return self._pair(x)[0]
