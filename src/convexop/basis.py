@@ -106,6 +106,20 @@ def hermite_basis(points: np.ndarray, rank: int, scale: float = 1.0) -> Basis:
     return Basis(labels, values, trapezoid_weights(points), np.asarray(points, float), derivative)
 
 
+def tensor_product_basis(first: Basis, second: Basis, labels: list[str] | None = None) -> Basis:
+    """The tensor-product basis e_j(u1) f_l(u2) of two 1-D bases on the grid of their points.
+
+    Points (P1 P2, 2) with u1 varying slowest (meshgrid indexing "ij", then reshape); coefficient
+    (j, l) at index j R2 + l (j slowest); weights, values and the Gram matrix are Kronecker products.
+    Labels default to "<first label> <second label>".
+    """
+    points = np.stack([m.reshape(-1) for m in np.meshgrid(first.points, second.points, indexing="ij")], axis=1)
+    if labels is None:
+        labels = [f"{a} {b}" for a in first.labels for b in second.labels]
+    return Basis(list(labels), np.kron(first.values, second.values), np.kron(first.weights, second.weights),
+                 points, gram=np.kron(first.gram, second.gram))
+
+
 def total_degree_indices(dimension: int, degree: int) -> list[tuple[int, ...]]:
     """Multi-indices with entries summing to <= degree, in itertools.product order (the authors')."""
     return [idx for idx in itertools.product(range(degree + 1), repeat=dimension) if sum(idx) <= degree]

@@ -62,7 +62,29 @@ XI = 0.5
 BASE_SPACING = elliptic_equation.BASE_SPACING
 
 
-class EllipticPDE(Family):
+class GalerkinProgram:
+    """The in-basis program shared by elliptic-pde and elliptic-pde-2d: all of F = f o E + g o E is
+    smooth (f o E is C^1 with a Lipschitz gradient), certificate ||grad F|| / L, generalised Hessian
+    from the family's `gradient_and_hessian` for active-set Newton. Needs `gram_eigenvalues`,
+    `stiffness_eigenvalues`, `grid_weights_`, `f_value`, `g` and `gradient_and_hessian`."""
+
+    def grid_weights(self) -> torch.Tensor:
+        return self.grid_weights_
+
+    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
+        """The in-basis program, all smooth: F = f o E + g o E, certificate ||grad F|| / L, with its
+        generalised Hessian for active-set Newton."""
+        nu = theta[:, 0].double()
+        lipschitz = float(self.gram_eigenvalues[-1]) + 0.5 * nu * float(self.stiffness_eigenvalues[-1])
+        modulus = (1 - XI) * float(self.gram_eigenvalues[0]) + 0.5 * nu * float(self.stiffness_eigenvalues[0])
+        return CompositeProgram(lambda x: self.f_value(x) + self.g(x, theta), None, lipschitz.to(theta.device),
+                                modulus.to(theta.device), hessian=lambda x: self.hessian(x, theta), newton=True)
+
+    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.gradient_and_hessian(x, theta)[1]
+
+
+class EllipticPDE(GalerkinProgram, Family):
     name = "elliptic-pde"
     exact = True
     newton_polish = True  # polish by active-set Newton (solvers/newton.py)
@@ -164,18 +186,6 @@ class EllipticPDE(Family):
         """(..., Q) values on the program grid -> (..., R) coefficients (weighted L2 projection)."""
         return values @ self.grid_projector.to(values.dtype).T
 
-    def grid_weights(self) -> torch.Tensor:
-        return self.grid_weights_
-
-    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
-        """The in-basis program, all smooth: F = f o E + g o E, certificate ||grad F|| / L, with its
-        generalised Hessian for active-set Newton."""
-        nu = theta[:, 0].double()
-        lipschitz = float(self.gram_eigenvalues[-1]) + 0.5 * nu * float(self.stiffness_eigenvalues[-1])
-        modulus = (1 - XI) * float(self.gram_eigenvalues[0]) + 0.5 * nu * float(self.stiffness_eigenvalues[0])
-        return CompositeProgram(lambda x: self.f_value(x) + self.g(x, theta), None, lipschitz.to(theta.device),
-                                modulus.to(theta.device), hessian=lambda x: self.hessian(x, theta), newton=True)
-
     def gradient_and_hessian(self, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """grad F (batch, R) and the generalised Hessian V'W diag(phi''(V x)) V + (nu/2) K (batch, R, R)."""
         v = self.grid_values.to(x.dtype)
@@ -187,9 +197,6 @@ class EllipticPDE(Family):
         curvature = w * (1.0 - XI * (y < 0).to(x.dtype))
         hessian = torch.einsum("bq,qi,qj->bij", curvature, v, v) + 0.5 * nu[:, :, None] * k
         return gradient, hessian
-
-    def hessian(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.gradient_and_hessian(x, theta)[1]
 
     def cvxpy_form(self):
         """sum_q w_q [pos(V x)_q^2 + (1 - xi) neg(V x)_q^2] / 2 + ||sqrt(nu/4) L x||^2 - b'x on the

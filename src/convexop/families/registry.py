@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import InputError
 from .base import Family
 from .elliptic_pde import EllipticPDE
+from .elliptic_pde_2d import EllipticPDE2D
 from .heat_pde import HeatPDE
 from .hedging import Hedging
 from .loading import load_family
@@ -18,7 +19,8 @@ from .utility_max import UtilityMax
 __all__ = ["FAMILIES", "get_family"]
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (
-    EllipticPDE, HeatPDE, Hedging, Antiderivative, DiffusionReaction, Burgers, QPDC3, ToyBox, UtilityMax)}
+    EllipticPDE, EllipticPDE2D, HeatPDE, Hedging, Antiderivative, DiffusionReaction, Burgers, QPDC3, ToyBox,
+    UtilityMax)}
 
 
 def get_family(name: str, **config: Any) -> Family:

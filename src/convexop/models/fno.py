@@ -135,6 +135,10 @@ def grid_view(family: Family):
     if axes is not None:
         return list(axes), coordinate_layout(family), family.grid_input, 1, True
     points = np.asarray(family.points, dtype=np.float64)
+    if points.ndim == 2 and points.shape[1] > 1:
+        raise InputError("--model", "fno", "", f"{family.name} answers at {points.shape[1]}-D points; FNO takes "
+                         "instance parameters only on a uniform 1-D grid (multi-dimensional grids only for the "
+                         "operator-learning sets); use geo, deeponet or mlp")
     gaps = np.diff(points) if points.ndim == 1 and len(points) > 1 else np.array([-1.0])
     if points.ndim != 1 or not np.all(gaps > 0) or not np.allclose(gaps, gaps[0], rtol=1e-6):
         raise InputError("--model", "fno", "", f"{family.name} has no uniform 1-D or 2-D grid of evaluation "
