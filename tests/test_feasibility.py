@@ -93,3 +93,23 @@ def test_solve_answers_infeasible_instances_with_null_values_and_generate_refuse
     kept = data.generate(family, 10, 0, drop_infeasible=True)
     assert len(kept.params) == 7 and kept.attrs["dropped_infeasible"] == 3
     assert float(kept.params[:, 0].max()) < upper.sum()
+
+
+def test_generate_command_refuses_infeasible_draws_in_one_line_and_drops_them_when_asked(tmp_path, capsys):
+    from convexop.cli import main
+
+    family_file = tmp_path / "dispatch.py"
+    family_file.write_text(
+        "import cvxpy as cp\nimport numpy as np\nimport convexop\n"
+        "p, d = cp.Variable(3, name='p'), cp.Parameter(name='demand')\n"
+        "problem = cp.Problem(cp.Minimize(cp.sum_squares(p)), [cp.sum(p) == d, p >= 0, p <= 1])\n"
+        "def sampler(n, rng):\n    d = rng.uniform(0.5, 2.5, n)\n    d[::3] = 5.0  # above capacity 3\n"
+        "    return {'demand': d}\n"
+        "family = convexop.from_cvxpy(problem, sampler, name='tiny-dispatch')\n")
+    out = tmp_path / "data.h5"
+    assert main(["generate", f"{family_file}:family", "--n", "6", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar: one line
+    assert "2 of 6 instances are infeasible (first: instance 0" in error and not out.exists()
+    assert main(["generate", f"{family_file}:family", "--n", "6", "--out", str(out), "--drop-infeasible"]) == 0
+    kept = data.read_dataset(out)
+    assert len(kept.params) == 4 and int(kept.attrs["dropped_infeasible"]) == 2
