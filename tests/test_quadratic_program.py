@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from convexop.solvers.interior_point import interior_point, solve_qp
-from convexop.solvers.qp import QPData, QPDual, QPDualProgram, relative_gap
+from convexop.solvers.qp import QPData, QPDual, relative_gap
+from convexop.solvers.qp_program import QPDualProgram
 
 
 def random_qp(batch: int, n: int = 8, me: int = 3, mi: int = 6, seed: int = 0) -> QPData:

@@ -66,7 +66,16 @@ class GalerkinProgram:
     """The in-basis program shared by elliptic-pde and elliptic-pde-2d: all of F = f o E + g o E is
     smooth (f o E is C^1 with a Lipschitz gradient), certificate ||grad F|| / L, generalised Hessian
     from the family's `gradient_and_hessian` for active-set Newton. Needs `gram_eigenvalues`,
-    `stiffness_eigenvalues`, `grid_weights_`, `f_value`, `g` and `gradient_and_hessian`."""
+    `stiffness_eigenvalues`, `grid_weights_`, `f_value`, `stiffness`, `load` and `gradient_and_hessian`."""
+
+    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """(nu/4) x'Kx - b(theta)'x. x: (batch, R) or (batch, M, R) -> (batch[, M])."""
+        nu = theta[:, 0].to(x.dtype)
+        k = self.stiffness.to(x.dtype)
+        b = self.load(theta, x.dtype)
+        if x.dim() == 2:
+            return 0.25 * nu * torch.einsum("bi,ij,bj->b", x, k, x) - (b * x).sum(-1)
+        return 0.25 * nu[:, None] * torch.einsum("bmi,ij,bmj->bm", x, k, x) - torch.einsum("bmi,bi->bm", x, b)
 
     def grid_weights(self) -> torch.Tensor:
         return self.grid_weights_
@@ -168,15 +177,6 @@ class EllipticPDE(GalerkinProgram, Family):
         shifted = self.grid[None, :] - theta[:, 2:3]
         source = theta[:, 1:2] * shifted * torch.exp(-shifted**2)
         return (source * self.grid_weights_) @ self.grid_values
-
-    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """(nu/4) x'Kx - b(theta)'x. x: (batch, R) or (batch, M, R) -> (batch[, M])."""
-        nu = theta[:, 0].to(x.dtype)
-        k = self.stiffness.to(x.dtype)
-        b = self.load(theta, x.dtype)
-        if x.dim() == 2:
-            return 0.25 * nu * torch.einsum("bi,ij,bj->b", x, k, x) - (b * x).sum(-1)
-        return 0.25 * nu[:, None] * torch.einsum("bmi,ij,bmj->bm", x, k, x) - torch.einsum("bmi,bi->bm", x, b)
 
     def grid_decode(self, x: torch.Tensor) -> torch.Tensor:
         """(..., R) -> (..., Q) values on the program grid."""

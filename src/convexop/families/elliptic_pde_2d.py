@@ -166,15 +166,6 @@ class EllipticPDE2D(GalerkinProgram, Family):
         w, v = self.axis_weights, self.axis_values
         return (((first * w) @ v)[:, :, None] * ((second * w) @ v)[:, None, :]).reshape(len(theta), -1)
 
-    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """(nu/4) x'Kx - b(theta)'x. x: (batch, R) or (batch, M, R) -> (batch[, M])."""
-        nu = theta[:, 0].to(x.dtype)
-        k = self.stiffness.to(x.dtype)
-        b = self.load(theta, x.dtype)
-        if x.dim() == 2:
-            return 0.25 * nu * torch.einsum("bi,ij,bj->b", x, k, x) - (b * x).sum(-1)
-        return 0.25 * nu[:, None] * torch.einsum("bmi,ij,bmj->bm", x, k, x) - torch.einsum("bmi,bi->bm", x, b)
-
     def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """g(x + c_m) by the exact quadratic expansion g(x) + <grad g(x), c_m> + (nu/4) c_m'K c_m:
         x (batch, R), offsets (M, R) -> (batch, M)."""

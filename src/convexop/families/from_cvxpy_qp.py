@@ -19,7 +19,8 @@ import torch
 from ..errors import InputError
 from ..prox import NonNegative, SeparableSum, Zero
 from ..solvers.interior_point import phase_one, solve_qp
-from ..solvers.qp import INFEASIBLE_MARGIN, QPData, QPDual, QPDualProgram, decoupled_coordinates, quadratic_queries
+from ..solvers.qp import INFEASIBLE_MARGIN, QPData, QPDual, decoupled_coordinates
+from ..solvers.qp_program import QPDualProgram, quadratic_queries
 from .cvxpy_expressions import describe, evaluate
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs
 from .user import UserFamily, as_sampler

@@ -42,7 +42,8 @@ from ..basis import Basis
 from ..errors import InputError
 from ..prox import Box
 from ..solvers.interior_point import solve_qp
-from ..solvers.qp import QPData, QPDual, QPDualProgram, decoupled_coordinates, quadratic_queries
+from ..solvers.qp import QPData, QPDual, decoupled_coordinates
+from ..solvers.qp_program import QPDualProgram, quadratic_queries
 from .base import Family
 from .parameters import Parameter
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 from .fista import fista
 from .newton import active_set_newton, newton_supported
 from .program import CompositeProgram, SolveResult
-from .qp import QPDualProgram
+from .qp_program import QPDualProgram
 
 __all__ = ["DEFAULT_ITERATIONS", "MAX_ITERATIONS", "METHODS", "check_polish_settings", "polish"]
 
