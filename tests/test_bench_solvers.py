@@ -107,7 +107,7 @@ def test_cvxpy_formulation_finds_the_in_basis_optimum(name):
     result = cvxpy_solve(family, theta)
     optimum = torch.as_tensor(family.in_basis_optimum(theta.numpy()))
     assert (result["x"] - optimum).abs().max() < 1e-5
-    assert result["seconds"] >= result["solver_seconds"] > 0
+    assert result["seconds"] >= 0.9 * result["solver_seconds"] > 0  # two clocks: the solver reports its own
 
 
 def test_cvxpy_formulation_is_the_family_declared_one():

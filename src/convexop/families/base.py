@@ -86,7 +86,12 @@ class Family(torch.nn.Module):
         raise NotImplementedError
 
     def theta_from_instances(self, instances: list[dict[str, Any]], where: str = "instances") -> np.ndarray:
-        """Validate user instances (dicts of parameter name -> value); return theta (n, P)."""
+        """Validate user instances (dicts of parameter name -> value); return theta (n, P). Batched:
+        one array per parameter, checked at once; only a batch with a bad instance is walked one
+        instance at a time, for the error naming its index and field."""
+        fast = self._theta_batched(instances)
+        if fast is not None:
+            return fast
         rows = []
         known = set(self.parameter_names)
         for i, instance in enumerate(instances):
@@ -98,6 +103,33 @@ class Family(torch.nn.Module):
                                  f"unknown parameter; {self.name} has: {', '.join(self.parameter_names)}")
             rows.append(self.validate_instance(instance, f"{where}[{i}]"))
         return np.stack(rows) if rows else np.zeros((0, self.theta_size))
+
+    def _theta_batched(self, instances: list[dict[str, Any]]) -> np.ndarray | None:
+        """theta (n, P) when every instance is valid (None otherwise, for categorical parameters, or when
+        the family checks more than the declared domains in its own `validate_instance`)."""
+        if type(self).validate_instance is not Family.validate_instance:
+            return None
+        if not instances or any(p.choices is not None for p in self.parameters):
+            return None
+        names = set(self.parameter_names)
+        if not all(isinstance(instance, dict) and instance.keys() == names for instance in instances):
+            return None
+        blocks = []
+        for p in self.parameters:
+            values = [instance[p.name] for instance in instances]
+            if any(isinstance(v, (str, bytes, bool)) or v is None for v in values):
+                return None
+            try:
+                block = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError, RecursionError):
+                return None
+            if block.shape != (len(instances), *p.shape):
+                return None
+            block = block.reshape(len(instances), p.size)
+            if not p.contains(block).all():
+                return None
+            blocks.append(block)
+        return np.concatenate(blocks, axis=1)
 
     def validate_instance(self, instance: dict[str, Any], where: str) -> np.ndarray:
         parts = []
@@ -133,6 +165,17 @@ class Family(torch.nn.Module):
             out[p.name] = p.decode(np.asarray(theta_row[start:start + p.size]))
             start += p.size
         return out
+
+    def instances_from_theta(self, theta: np.ndarray) -> list[dict[str, Any]]:
+        """`instance_from_theta` of every row of theta (n, P), one conversion per parameter."""
+        if any(p.choices is not None for p in self.parameters):
+            return [self.instance_from_theta(row) for row in theta]
+        columns, start = {}, 0
+        for p in self.parameters:
+            block = np.asarray(theta[:, start:start + p.size], dtype=np.float64)
+            columns[p.name] = block.reshape(len(theta), *p.shape).tolist()
+            start += p.size
+        return [dict(zip(columns, row)) for row in zip(*columns.values())] if columns else [{} for _ in theta]
 
     def split_theta(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """(batch, P) -> name -> (batch, *shape) tensors."""

@@ -29,6 +29,8 @@ import torch
 
 from ..errors import InputError
 from ..prox import L1, Box, L2Ball, Prox, SeparableSum, Simplex, Zero
+from ..solvers.program import CompositeProgram
+from ..solvers.quadratic import QuadraticProgram
 from .cvxpy_expressions import Unsupported, describe, evaluate, is_smooth
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs, refuse
 from .from_cvxpy_qp import CvxpyQPFamily, HessianBound, qp_refusal
@@ -157,6 +159,9 @@ def _l1_term(term) -> tuple[Any, float] | None:
     return None
 
 
+QUADRATIC_DATA_LIMIT = 2 ** 25  # float64 entries of a batch's per-instance P (256 MB) read at once
+
+
 class CvxpyFamily(UserFamily):
     """Route (a): the family's coordinates are the CVXPY variables (flattened in C order)."""
 
@@ -201,6 +206,22 @@ class CvxpyFamily(UserFamily):
         self.route = "simple sets"
         self.cross_checked: float | None = None
         self.reference_method = "in-basis optimum by batched FISTA (restart, backtracking) to residual <= 1e-8"
+
+    def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
+        """A quadratic objective (no L1 term): its P, q and c read once for the batch (`HessianBound.
+        quadratic`), a `QuadraticProgram` with closed-form gradient and Hessian whose subsets slice
+        that data; else the generic program (g evaluated through the CVXPY expressions)."""
+        n = self.rank
+        if not isinstance(self._lipschitz, HessianBound) or (self._lipschitz.shared is None
+                                                             and len(theta) * n * n > QUADRATIC_DATA_LIMIT):
+            return super().in_basis_program(theta)
+        p, q, c, lipschitz = self._lipschitz.quadratic(self.split_theta(theta.double()))
+        return QuadraticProgram(p, q, c, None if isinstance(self.f, Zero) else self.f, lipschitz,
+                                newton=self.newton_polish)
+
+    def program(self, theta: torch.Tensor) -> CompositeProgram:
+        program = self.in_basis_program(theta.detach().double())
+        return program if isinstance(program, QuadraticProgram) else super().program(theta)
 
     def _objective(self, x: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
         blocks = self.split_variables(x)

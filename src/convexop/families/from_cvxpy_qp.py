@@ -323,7 +323,7 @@ class CvxpyQPFamily(UserFamily):
         y, start, columns = self.primal(x, theta), 0, {}
         for name, shape in self.primal_layout:
             size = max(1, int(np.prod(shape)))
-            columns[name] = y[:, start:start + size].reshape(len(y), *shape).tolist()
+            columns[name] = y[:, start:start + size].reshape(len(y), *shape).cpu().numpy().tolist()
             start += size
         return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(y))]
 
@@ -365,6 +365,17 @@ class HessianBound:
         scale = max(1.0, float(hessian.abs().max()))
         self.shared = (torch.linalg.eigvalsh(hessian[:1])[:, -1]
                        if torch.allclose(hessian[0], hessian[1], rtol=0, atol=1e-12 * scale) else None)
+        if self.shared is not None:  # q and c alone are then read per batch
+            empty = torch.zeros(1, 0, self.extractor.n, dtype=torch.float64)
+            self.extractor.shared = {"P": hessian[:1], "A": empty, "G": empty}
+
+    def quadratic(self, theta: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(P (B|1, n, n), q (B, n), c (B,), lambda_max(P) (B|1,)) of the objective 1/2 y'Py + q'y + c."""
+        batch = len(next(iter(theta.values()))) if theta else 1
+        params = {p.id: theta[p.name()].double() for p in self.parameters}
+        data = self.extractor.data(params, batch, matrices=self.shared is None)
+        lipschitz = self.shared if self.shared is not None else torch.linalg.eigvalsh(data["P"])[:, -1].clamp_min(1e-12)
+        return data["P"], data["q"].expand(batch, -1), data["c"].reshape(-1).expand(batch), lipschitz
 
     def _hessian(self, theta: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
         params = {p.id: theta[p.name()].double() for p in self.parameters}

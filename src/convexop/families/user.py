@@ -164,7 +164,7 @@ class UserFamily(Family):
         return None if self._lipschitz is None else torch.as_tensor(self._lipschitz(self.split_theta(theta))).to(theta)
 
     def extra_answers(self, x: torch.Tensor, theta: torch.Tensor) -> list[dict[str, Any]]:
-        columns = {name: value.tolist() for name, value in self.split_variables(x.double()).items()}
+        columns = {name: value.cpu().numpy().tolist() for name, value in self.split_variables(x.double()).items()}
         return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(x))]
 
     # ----- references ---------------------------------------------------------------------

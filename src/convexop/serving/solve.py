@@ -104,8 +104,9 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
         fields = certificate_fields(certificate, len(theta))
         status = statuses(family.exact, certificate, finite, certify_tol)
         finite &= np.array([state != "infeasible" for state, _ in status], dtype=bool)  # no answer to give
-        coefficient_rows = coefficients.double().cpu().tolist() if coefficients is not None else None
-        value_rows = values.double().cpu().tolist()
+        coefficient_rows = coefficients.double().cpu().numpy().tolist() if coefficients is not None else None
+        value_rows = values.double().cpu().numpy().tolist()
+        params = family.instances_from_theta(theta_np[begin:begin + batch])
         extras = [{} for _ in range(len(theta))]
         if coefficients is not None and finite.any():  # one batched call (e.g. one primal recovery)
             rows = np.flatnonzero(finite)
@@ -115,7 +116,7 @@ def solve_instances(model: OperatorModel, instances: list[dict[str, Any]], start
         for k in range(len(theta)):
             ok = bool(finite[k])
             answer = {
-                "params": family.instance_from_theta(theta_np[begin + k]),
+                "params": params[k],
                 "coefficients": coefficient_rows[k] if ok and coefficient_rows is not None else None,
                 "basis": family.labels,
                 "points": points,

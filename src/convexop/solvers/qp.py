@@ -271,13 +271,16 @@ class QPDual:
 
     def certificate(self, z: Tensor, interior: Tensor | None = None, restore: bool = False) -> tuple[Tensor, Tensor]:
         """(relative gap, violation) of the recovered pair, both (B,)."""
-        y, z = self.recover(z, interior, restore)
+        return self.assess(*self.recover(z, interior, restore))[:2]
+
+    def assess(self, y: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(relative gap, violation, primal objective) of a recovered pair (y, z~), each (B,)."""
         objective = self.primal_objective(y)
         gap = relative_gap(objective - self.dual_objective(z), objective)
         violation = self.primal_violation(y)
         if self.mi:
             violation = torch.maximum(violation, (-z[..., self.me:]).clamp_min(0).amax(-1))
-        return gap, violation
+        return gap, violation, objective
 
     # ----- polish ------------------------------------------------------------------------
     def active_guess(self, z: Tensor, slack_weight: float = 0.0) -> Tensor:

@@ -64,7 +64,11 @@ class QPDualProgram(CompositeProgram):
 
     def certificate(self, x: Tensor) -> Certificate:
         """The QP kind's certificate (class doc), with `infeasible` where a phase-I solve proved it."""
-        out = super().certificate(x)
+        gap, violation, objective = self.dual.assess(*self.dual.recover(self.multipliers(x.double()), self.interior,
+                                                                        self.restore))
+        if self.objective_map is not None:
+            objective = self.objective_map(objective)
+        out = Certificate(self.residual(x), violation, objective, gap)  # one recovery for all four fields
         out.infeasible = self.dual.infeasible() if self.restore and self.dual.restore is not None else None
         return out
 

@@ -1,0 +1,54 @@
+"""A batch of composite programs whose smooth part is an explicit quadratic,
+S(x) = 1/2 x'P x + q'x + c, read once per batch (e.g. off a CVXPY objective): the smooth value, its
+gradient and its Hessian are closed forms (no automatic differentiation), the Lipschitz bound is
+lambda_max(P), and a subset slices the data instead of rebuilding it (the solvers drop finished
+instances at every round)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..prox import Prox
+from .program import CompositeProgram
+
+__all__ = ["QuadraticProgram"]
+
+Tensor = torch.Tensor
+
+
+def _rows(tensor: Tensor, index: Tensor) -> Tensor:
+    return tensor if tensor.shape[0] == 1 else tensor[index]
+
+
+class QuadraticProgram(CompositeProgram):
+    """min_x 1/2 x'P x + q'x + c + h(x) for a batch: P (B|1, R, R) symmetric positive semidefinite
+    (shared when its first dimension is 1), q (B, R), c (B,); lipschitz (B,) defaults to lambda_max(P)."""
+
+    def __init__(self, p: Tensor, q: Tensor, c: Tensor, nonsmooth: Prox | None, lipschitz: Tensor | None = None,
+                 newton: bool = True) -> None:
+        self.p, self.q, self.c = p, q, c
+        if lipschitz is None:
+            lipschitz = torch.linalg.eigvalsh(p)[:, -1].clamp_min(1e-12)
+        lipschitz = lipschitz.expand(q.shape[0]) if lipschitz.shape[0] == 1 else lipschitz
+        super().__init__(self._smooth, nonsmooth, lipschitz, hessian=self._hessian, newton=newton,
+                         select=self._select)
+
+    def _smooth(self, x: Tensor) -> Tensor:
+        """S at x (B, R) -> (B,) or at x (B, K, R) -> (B, K)."""
+        p, q, c = self.p.to(x), self.q.to(x), self.c.to(x)
+        if x.dim() == 2:
+            return 0.5 * ((x[:, None, :] @ p)[:, 0] * x).sum(-1) + (q * x).sum(-1) + c
+        return 0.5 * ((x @ p) * x).sum(-1) + (q[:, None] * x).sum(-1) + c[:, None]
+
+    def _hessian(self, x: Tensor) -> Tensor:
+        return self.p.to(x).expand(x.shape[0], -1, -1)
+
+    def _select(self, index: Tensor) -> QuadraticProgram:
+        return QuadraticProgram(_rows(self.p, index), self.q[index], self.c[index], self.nonsmooth,
+                                self.lipschitz[index], self.newton)
+
+    def value_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """S(x) and P x + q in closed form."""
+        x = x.detach()
+        px = (x[:, None, :] @ self.p.to(x))[:, 0]
+        return 0.5 * (px * x).sum(-1) + (self.q.to(x) * x).sum(-1) + self.c.to(x), px + self.q.to(x)
