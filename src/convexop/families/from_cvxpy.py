@@ -201,26 +201,41 @@ class CvxpyFamily(UserFamily):
         expr = sign * problem.objective.expr
         if not blocks.l1 and expr.is_quadratic() and not _piecewise(expr):  # a constant Hessian bounds it
             lipschitz = HessianBound(problem, variables, cvx_params, sign, draw)
+        self._quadratic_cache = None
         super().__init__(name, layout, specs, self._objective, f, draw,
                          lipschitz=lipschitz, training=training, description=str(problem))
         self.route = "simple sets"
         self.cross_checked: float | None = None
         self.reference_method = "in-basis optimum by batched FISTA (restart, backtracking) to residual <= 1e-8"
 
+    def _quadratic(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """(P, q, c, lambda_max(P)) of a quadratic objective (no L1 term) for the batch theta, read once
+        (`HessianBound.quadratic`) and kept for the same tensor (a polish and the certificate that
+        follows it read one batch); None for other objectives or when a per-instance P would not fit
+        QUADRATIC_DATA_LIMIT."""
+        bound = self._lipschitz
+        if not isinstance(bound, HessianBound) or (bound.shared is None
+                                                   and len(theta) * self.rank ** 2 > QUADRATIC_DATA_LIMIT):
+            return None
+        cached = self._quadratic_cache
+        if cached is not None and cached[0] is theta and cached[1] == theta._version:
+            return cached[2]
+        data = bound.quadratic(self.split_theta(theta.detach().double()))
+        self._quadratic_cache = (theta, theta._version, data)  # holds theta, so its storage is not reused
+        return data
+
     def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
-        """A quadratic objective (no L1 term): its P, q and c read once for the batch (`HessianBound.
-        quadratic`), a `QuadraticProgram` with closed-form gradient and Hessian whose subsets slice
-        that data; else the generic program (g evaluated through the CVXPY expressions)."""
-        n = self.rank
-        if not isinstance(self._lipschitz, HessianBound) or (self._lipschitz.shared is None
-                                                             and len(theta) * n * n > QUADRATIC_DATA_LIMIT):
+        """A quadratic objective: a `QuadraticProgram` (closed-form gradient and Hessian, subsets slice
+        its data); else the generic program (g evaluated through the CVXPY expressions)."""
+        data = self._quadratic(theta)
+        if data is None:
             return super().in_basis_program(theta)
-        p, q, c, lipschitz = self._lipschitz.quadratic(self.split_theta(theta.double()))
-        return QuadraticProgram(p, q, c, None if isinstance(self.f, Zero) else self.f, lipschitz,
+        return QuadraticProgram(*data[:3], None if isinstance(self.f, Zero) else self.f, data[3],
                                 newton=self.newton_polish)
 
     def program(self, theta: torch.Tensor) -> CompositeProgram:
-        program = self.in_basis_program(theta.detach().double())
+        plain = theta.dtype == torch.float64 and not theta.requires_grad  # the same tensor: a cache hit
+        program = self.in_basis_program(theta if plain else theta.detach().double())
         return program if isinstance(program, QuadraticProgram) else super().program(theta)
 
     def _objective(self, x: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -11,13 +11,21 @@ import torch
 from ..prox import Prox
 from .program import CompositeProgram
 
-__all__ = ["QuadraticProgram"]
+__all__ = ["QuadraticProgram", "quadratic_value"]
 
 Tensor = torch.Tensor
 
 
 def _rows(tensor: Tensor, index: Tensor) -> Tensor:
     return tensor if tensor.shape[0] == 1 else tensor[index]
+
+
+def quadratic_value(p: Tensor, q: Tensor, c: Tensor, x: Tensor) -> Tensor:
+    """1/2 x'Px + q'x + c at x (B, R) -> (B,) or at x (B, K, R) -> (B, K), in x's dtype."""
+    p, q, c = p.to(x), q.to(x), c.to(x)
+    if x.dim() == 2:
+        return 0.5 * ((x[:, None, :] @ p)[:, 0] * x).sum(-1) + (q * x).sum(-1) + c
+    return 0.5 * ((x @ p) * x).sum(-1) + (q[:, None] * x).sum(-1) + c[:, None]
 
 
 class QuadraticProgram(CompositeProgram):
@@ -34,11 +42,7 @@ class QuadraticProgram(CompositeProgram):
                          select=self._select)
 
     def _smooth(self, x: Tensor) -> Tensor:
-        """S at x (B, R) -> (B,) or at x (B, K, R) -> (B, K)."""
-        p, q, c = self.p.to(x), self.q.to(x), self.c.to(x)
-        if x.dim() == 2:
-            return 0.5 * ((x[:, None, :] @ p)[:, 0] * x).sum(-1) + (q * x).sum(-1) + c
-        return 0.5 * ((x @ p) * x).sum(-1) + (q[:, None] * x).sum(-1) + c[:, None]
+        return quadratic_value(self.p, self.q, self.c, x)
 
     def _hessian(self, x: Tensor) -> Tensor:
         return self.p.to(x).expand(x.shape[0], -1, -1)
