@@ -89,3 +89,31 @@ def test_quadratic_objectives_get_a_closed_form_program_equal_to_the_generic_one
             by_name[name].value = value[row].numpy()
         problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
         assert np.abs(result.x[row].numpy() - problem.variables()[0].value).max() < 1e-6
+
+
+def test_qp_dual_gradient_in_closed_form_matches_autograd():
+    family = get_family("qp-dc3")
+    theta = torch.as_tensor(family.sample(8, np.random.default_rng(4)))
+    program = family.program(theta)
+    torch.manual_seed(2)
+    x = torch.randn(8, family.rank, dtype=torch.float64)
+    value, gradient = program.value_and_gradient(x)
+    value_ad, gradient_ad = CompositeProgram.value_and_gradient(program, x)
+    assert torch.allclose(value, value_ad, rtol=1e-13) and torch.allclose(gradient, gradient_ad, rtol=1e-10, atol=1e-12)
+
+
+def test_the_garbage_collector_is_restored_after_answers_are_built():
+    import gc
+
+    from convexop.serving.solve import _collector_paused
+
+    with _collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()

@@ -50,6 +50,12 @@ class QPDualProgram(CompositeProgram):
         """Coefficients x (..., m) -> dual multipliers z = [lambda, mu] (..., m)."""
         return x if self.coordinates is None else x @ self.coordinates.to(x).T
 
+    def value_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """g(x) and its gradient in closed form: grad_z = M z + c, grad_x = E' grad_z (no autograd)."""
+        z = self.multipliers(x.detach())
+        gradient = (self.dual.factors["M"].to(z) @ z[..., None])[..., 0] + self.dual.linear.to(z)
+        return self.dual.smooth(z), gradient if self.coordinates is None else gradient @ self.coordinates.to(z)
+
     def coefficients(self, z: Tensor) -> Tensor:
         """Multipliers z (batch, m) -> coefficients x."""
         return z if self.inverse is None else z @ self.inverse.to(z).T
