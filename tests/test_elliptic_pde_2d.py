@@ -107,9 +107,19 @@ def test_rank_must_be_a_square():
         get_family("elliptic-pde-2d", rank=30)
 
 
-def test_fno_refuses_clearly():
-    with pytest.raises(InputError, match="2-D points"):
-        api.train(get_family("elliptic-pde-2d"), "unused-run-folder", model="fno")
+def test_fno_takes_the_grid_and_refuses_other_2d_points_clearly():
+    from convexop.models import build_model
+
+    family = get_family("elliptic-pde-2d", rank=4)
+    assert build_model("fno", family, width=4, modes=3, depth=1).dims == 2  # the 64 x 64 grid, u1 slowest
+    order = np.random.default_rng(0).permutation(len(family.points))
+
+    class Shuffled(type(family)):
+        points = property(lambda self: np.asarray(self.basis.points)[order])
+
+    with pytest.raises(InputError, match="not a uniform 2-D tensor grid") as error:
+        build_model("fno", Shuffled(rank=4), width=4, modes=3, depth=1)
+    assert len(str(error.value).strip().splitlines()) == 1
 
 
 def test_training_smoke_lowers_the_loss(tmp_path):

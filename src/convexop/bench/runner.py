@@ -186,7 +186,7 @@ def describe_machine(machine: dict[str, Any] | str) -> str:
     return text
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, float):
@@ -221,7 +221,7 @@ def render_markdown(results: dict[str, Any], figure_prefix: str = "") -> str:
     targets = [r for r in results["rows"] if r["met"] is not None]
     if targets:
         lines += ["## Targets", "", "| case | metric | value | target | met |", "|---|---|---|---|---|"]
-        lines += [f"| {r['case']} | {r['metric']} | {_fmt(r['value'])} | {r['target'] or ''} | {_met(r)} |"
+        lines += [f"| {r['case']} | {r['metric']} | {format_value(r['value'])} | {r['target'] or ''} | {_met(r)} |"
                   for r in targets]
         lines += ["", f"{sum(1 for r in targets if r['met'])} of {len(targets)} targets met.", ""]
     cases: dict[str, list[Row]] = {}
@@ -235,7 +235,8 @@ def render_markdown(results: dict[str, Any], figure_prefix: str = "") -> str:
         lines += ["| metric | value | target | met | setting |", "|---|---|---|---|---|"]
         for r in rows:
             metric = r["metric"] if r["case"] == name else f"{r['case'][len(name):].strip()} {r['metric']}"
-            lines.append(f"| {metric} | {_fmt(r['value'])} | {r['target'] or ''} | {_met(r)} | {r['setting']} |")
+            value = format_value(r["value"])
+            lines.append(f"| {metric} | {value} | {r['target'] or ''} | {_met(r)} | {r['setting']} |")
         for figure in results.get("figures", {}).get(name, []):
             lines += ["", f"![{figure}]({figure_prefix}{figure})"]
         lines.append("")

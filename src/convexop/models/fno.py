@@ -7,8 +7,9 @@
     first axis in 2-D), R complex (stored as real pairs so that Hessian-vector products work).
 
 Inputs on the family's output grid: for the operator-learning sets the input function (broadcast
-along t for diffusion-reaction); for convex families with 1-D uniform points (heat-pde) the
-instance parameters broadcast as constant channels. Channels are standardised under the family's
+along t for diffusion-reaction); for convex families with uniform 1-D points (heat-pde) or points
+on a uniform 2-D tensor grid, u1 varying slowest (elliptic-pde-2d: 64 x 64), the instance parameters
+broadcast as constant channels (other points are refused). Channels are standardised under the family's
 training law (one scalar pair per function channel, so the statistics do not depend on the grid).
 Coordinate features: (x - low) / (high - low), or (cos, sin)(2 pi k x), k = 1, 2 on periodic axes.
 Non-periodic axes are zero-padded by the fraction `padding` before the Fourier layers and cropped
@@ -129,18 +130,46 @@ def grid_coordinates(axes: list[np.ndarray], layout: list[tuple[float, float, bo
     return torch.as_tensor(np.concatenate(grids, axis=-1), dtype=torch.float32)
 
 
+def uniform(axis: np.ndarray) -> bool:
+    """A strictly increasing axis of equal steps (to a relative 1e-6), or a single point."""
+    gaps = np.diff(axis)
+    return len(axis) == 1 or (bool(np.all(gaps > 0)) and bool(np.allclose(gaps, gaps[0], rtol=1e-6)))
+
+
+def tensor_grid_axes(points: np.ndarray) -> list[np.ndarray] | None:
+    """The two axes (u1, u2) of 2-D points that form a tensor grid of uniform axes with u1 varying
+    slowest (points[i * n2 + j] = (u1_i, u2_j)), else None."""
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 4:
+        return None
+    n2 = int(np.argmax(points[:, 0] != points[0, 0])) or len(points)  # length of the first run of u1
+    if n2 < 2 or len(points) % n2 or len(points) // n2 < 2:
+        return None
+    first, second = points[::n2, 0], points[:n2, 1]
+    grid = np.stack(np.meshgrid(first, second, indexing="ij"), axis=-1).reshape(-1, 2)
+    scale = max(1.0, float(np.abs(points).max()))
+    if not (uniform(first) and uniform(second) and np.allclose(grid, points, rtol=0.0, atol=1e-9 * scale)):
+        return None
+    return [first, second]
+
+
 def grid_view(family: Family):
-    """(axes, layout, make_input, channels, function_input) of a family for the FNO."""
+    """(axes, layout, make_input, channels, function_input) of a family for the FNO. Convex families
+    answer on uniform 1-D points or on a uniform 2-D tensor grid (u1 slowest); their instance
+    parameters enter as constant channels."""
     axes = family.grid_axes
     if axes is not None:
         return list(axes), coordinate_layout(family), family.grid_input, 1, True
     points = np.asarray(family.points, dtype=np.float64)
     if points.ndim == 2 and points.shape[1] > 1:
-        raise InputError("--model", "fno", "", f"{family.name} answers at {points.shape[1]}-D points; FNO takes "
-                         "instance parameters only on a uniform 1-D grid (multi-dimensional grids only for the "
-                         "operator-learning sets); use geo, deeponet or mlp")
-    gaps = np.diff(points) if points.ndim == 1 and len(points) > 1 else np.array([-1.0])
-    if points.ndim != 1 or not np.all(gaps > 0) or not np.allclose(gaps, gaps[0], rtol=1e-6):
+        axes = tensor_grid_axes(points)
+        if axes is None:
+            raise InputError("--model", "fno", "", f"{family.name} answers at {points.shape[1]}-D points that are "
+                             "not a uniform 2-D tensor grid with u1 varying slowest (FNO needs one, or a uniform "
+                             "1-D grid); use geo, deeponet or mlp")
+        shape = tuple(len(a) for a in axes)
+        return axes, coordinate_layout(family), \
+            lambda theta: theta[:, :, None, None].expand(-1, -1, *shape), family.theta_size, False
+    if points.ndim != 1 or len(points) < 2 or not uniform(points):
         raise InputError("--model", "fno", "", f"{family.name} has no uniform 1-D or 2-D grid of evaluation "
                          "points (FNO needs one); use deeponet or mlp")
     size = len(points)
