@@ -114,8 +114,9 @@ def make_data(family, run: Path, label_free: bool) -> dict:
     return out
 
 
-def train(run: Path, overrides: dict[str, str]) -> dict:
-    config = resolve_config(FAMILIES["qp-dc3"], "geo", overrides)
+def train(run: Path, overrides: dict[str, str], name: str = "qp-dc3") -> dict:
+    """Train the family `name`'s default GEO (plus overrides) into run, as `convexop train` does."""
+    config = resolve_config(FAMILIES[name], "geo", overrides)
     config.training.tensorboard = False
     started = time.perf_counter()
     train_run(config, run)

@@ -1,7 +1,8 @@
-"""Cold classical solvers of DC3's QP, one call each over the instances x (n, 50): OSQP and Clarabel
-per instance, CVXPY + Clarabel per instance, Moreau's batched CPU solver when importable. Each
-returns the duals (n, 100) and the seconds it took (setup included where the solver needs one per
-call). Used by benchmarks/qp_dc3.py; `problem` is `convexop.families.qp_dc3.dc3_problem()`."""
+"""Cold classical solvers of DC3's QP (any size of its recipe), one call each over the instances x
+(n, me): OSQP and Clarabel per instance, CVXPY + Clarabel per instance, Moreau's batched CPU solver
+when importable. Each returns the duals (n, me + mi) and the seconds it took (setup included where the
+solver needs one per call). Used by benchmarks/qp_dc3.py and qp_dc3_1000.py; `problem` is
+`convexop.families.qp_dc3.dc3_problem(...)`."""
 
 from __future__ import annotations
 
@@ -11,21 +12,20 @@ import numpy as np
 
 
 def osqp_solve(problem, x: np.ndarray, **settings) -> tuple[np.ndarray, float]:
-    """Cold OSQP per instance (one solver object, l/u updated, warm start off): duals (n, 100), seconds."""
+    """Cold OSQP per instance (one solver object, l/u updated, warm start off): duals (n, me + mi), seconds."""
     import osqp
     from scipy import sparse
 
+    mi = len(problem["h"])
     k = sparse.csc_matrix(np.vstack([problem["A"], problem["G"]]))
-    lower = np.concatenate([x[0], -np.inf * np.ones(50)])
-    upper = np.concatenate([x[0], problem["h"]])
     solver = osqp.OSQP()
-    solver.setup(sparse.csc_matrix(np.diag(problem["Q"])), problem["p"], k, lower, upper, verbose=False,
+    solver.setup(sparse.csc_matrix(np.diag(problem["Q"])), problem["p"], k,
+                 np.concatenate([x[0], -np.inf * np.ones(mi)]), np.concatenate([x[0], problem["h"]]), verbose=False,
                  warm_starting=False, **settings)
     duals, started = [], time.perf_counter()
     for row in x:
-        solver.update(l=np.concatenate([row, -np.inf * np.ones(50)]), u=np.concatenate([row, problem["h"]]))
-        result = solver.solve()
-        duals.append(result.y)
+        solver.update(l=np.concatenate([row, -np.inf * np.ones(mi)]), u=np.concatenate([row, problem["h"]]))
+        duals.append(solver.solve().y)
     return np.array(duals), time.perf_counter() - started
 
 
@@ -36,7 +36,7 @@ def clarabel_solve(problem, x: np.ndarray) -> tuple[np.ndarray, float]:
 
     p = sparse.csc_matrix(np.diag(problem["Q"]))
     k = sparse.csc_matrix(np.vstack([problem["A"], problem["G"]]))
-    cones = [clarabel.ZeroConeT(50), clarabel.NonnegativeConeT(50)]
+    cones = [clarabel.ZeroConeT(len(problem["A"])), clarabel.NonnegativeConeT(len(problem["G"]))]
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     duals, started = [], time.perf_counter()
@@ -49,7 +49,7 @@ def clarabel_solve(problem, x: np.ndarray) -> tuple[np.ndarray, float]:
 def cvxpy_solve(problem, x: np.ndarray) -> tuple[np.ndarray, float]:
     import cvxpy as cp
 
-    y, rhs = cp.Variable(100), cp.Parameter(50)
+    y, rhs = cp.Variable(len(problem["p"])), cp.Parameter(len(problem["A"]))
     constraints = [problem["A"] @ y == rhs, problem["G"] @ y <= problem["h"]]
     qp = cp.Problem(cp.Minimize(0.5 * cp.sum(cp.multiply(problem["Q"], cp.square(y))) + problem["p"] @ y), constraints)
     duals, started = [], time.perf_counter()

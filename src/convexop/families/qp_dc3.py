@@ -9,6 +9,8 @@ h_i = sum_j |(G A^+)_ij|. The parameter is x in [-1, 1]^50 (training law U[-1,1]
 A^+ x feasible for every such x, so every instance is feasible and A^+ x is the interior point of the
 closed-form recovery. DC3 splits its 10,000 instances 83.34 / 8.33 / 8.33 % (train / valid / test:
 8334 / 833 / 833; the published optimum -15.05 is the mean over the last 833).
+`qp-dc3-1000` (`QPDC3Large`, end of file): the same recipe at Pinet's larger size, 1000 variables,
+500 equalities, 500 inequalities, 2000 DC3-style instances (the sizes are class attributes).
 
 In-basis program (exact family): the values at the 100 "points" are the dual multipliers
 z = [lambda (50), mu (50)] (labels lambda_i, mu_i) and the coefficients c are those multipliers in
@@ -53,18 +55,18 @@ COORDINATES = ("decoupled", "scaled")
 SLACK_WEIGHT = 0.01  # first active-set guess: mu_i > SLACK_WEIGHT * slack_i (tuned on the DC3 split)
 
 
-def coordinate_matrix(m: np.ndarray, coordinates: str) -> np.ndarray:
-    """E (100 x 100) with z = E c (module doc): "scaled" I / sqrt(lambda_max(M)); "decoupled"
+def coordinate_matrix(m: np.ndarray, coordinates: str, equalities: int = EQUALITIES) -> np.ndarray:
+    """E (m x m) with z = E c (module doc): "scaled" I / sqrt(lambda_max(M)); "decoupled"
     [[S^-1/2, -S^-1 R D], [0, D]] with S = M_EE, R = M_EI and D the diagonal scaling of the reduced
     Hessian H = M_II - R'S^-1 R to unit diagonal and then unit largest eigenvalue, so that
     E'ME = diag(I, DHD) (the lambda block is decoupled and exactly solved by one unit gradient step)."""
     if coordinates == "scaled":
         return np.eye(len(m)) / np.sqrt(np.linalg.eigvalsh(m)[-1])
-    return decoupled_coordinates(torch.as_tensor(m), EQUALITIES).numpy()
+    return decoupled_coordinates(torch.as_tensor(m), equalities).numpy()
 
 
 def primal_weights(problem: dict[str, np.ndarray]) -> np.ndarray:
-    """W (100 x 50): the change of the equality-exact primal recovery per unit change of mu,
+    """W (variables x inequalities): the change of the equality-exact primal recovery per unit change of mu,
     -N G' with N = Q^-1 - Q^-1 A'(A Q^-1 A')^-1 A Q^-1 (independent of x)."""
     qinv, a = 1 / problem["Q"], problem["A"]
     aq = a * qinv[None, :]
@@ -72,14 +74,16 @@ def primal_weights(problem: dict[str, np.ndarray]) -> np.ndarray:
     return -n @ problem["G"].T
 
 
-def dc3_problem(seed: int = 17) -> dict[str, np.ndarray]:
-    """Q (diagonal, as a vector), p, A, G, h and DC3's X, drawn as DC3 draws them."""
+def dc3_problem(seed: int = 17, variables: int = VARIABLES, equalities: int = EQUALITIES,
+                inequalities: int = INEQUALITIES, instances: int = DC3_INSTANCES) -> dict[str, np.ndarray]:
+    """Q (diagonal, as a vector), p, A, G, h and DC3's X, drawn as DC3 draws them (X's row count
+    `instances` is drawn before G, so it is part of the recipe: another count gives another G)."""
     rng = np.random.RandomState(seed)
-    q = rng.random_sample(VARIABLES)
-    p = rng.random_sample(VARIABLES)
-    a = rng.normal(loc=0, scale=1.0, size=(EQUALITIES, VARIABLES))
-    x = rng.uniform(-1, 1, size=(DC3_INSTANCES, EQUALITIES))
-    g = rng.normal(loc=0, scale=1.0, size=(INEQUALITIES, VARIABLES))
+    q = rng.random_sample(variables)
+    p = rng.random_sample(variables)
+    a = rng.normal(loc=0, scale=1.0, size=(equalities, variables))
+    x = rng.uniform(-1, 1, size=(instances, equalities))
+    g = rng.normal(loc=0, scale=1.0, size=(inequalities, variables))
     h = np.sum(np.abs(g @ np.linalg.pinv(a)), axis=1)
     return {"Q": q, "p": p, "A": a, "X": x, "G": g, "h": h}
 
@@ -87,6 +91,9 @@ def dc3_problem(seed: int = 17) -> dict[str, np.ndarray]:
 class QPDC3(Family):
     name = "qp-dc3"
     exact = True
+    # the sizes of the draw (class attributes, so that a subclass is another size of DC3's recipe)
+    variables, equalities, inequalities, instance_count = VARIABLES, EQUALITIES, INEQUALITIES, DC3_INSTANCES
+    reference_chunk = 1024  # instances per batched interior-point solve of `reference`
     parameters = (Parameter("x", low=-1.0, high=1.0, shape=(EQUALITIES,), law="U[-1, 1]^50",
                             description="right-hand side of the equality constraints A y = x"),)
     reference_method = ("batched Mehrotra interior point + active-set KKT polish; relative duality gap and "
@@ -95,15 +102,16 @@ class QPDC3(Family):
     def __init__(self, matrix_seed: int = 17, coordinates: str = "decoupled") -> None:
         if coordinates not in COORDINATES:
             raise InputError("coordinates", coordinates, "one of " + ", ".join(COORDINATES))
-        problem = dc3_problem(matrix_seed)
-        labels = [f"lambda_{i + 1}" for i in range(EQUALITIES)] + [f"mu_{i + 1}" for i in range(INEQUALITIES)]
+        me, mi = self.equalities, self.inequalities
+        problem = dc3_problem(matrix_seed, self.variables, me, mi, self.instance_count)
+        labels = [f"lambda_{i + 1}" for i in range(me)] + [f"mu_{i + 1}" for i in range(mi)]
         shared = {"P": np.diag(problem["Q"]), "q": problem["p"], "A": problem["A"], "G": problem["G"],
                   "h": problem["h"]}
-        data = QPData(*(torch.as_tensor(shared[k])[None] for k in ("P", "q", "A")), torch.zeros(1, EQUALITIES,
+        data = QPData(*(torch.as_tensor(shared[k])[None] for k in ("P", "q", "A")), torch.zeros(1, me,
                       dtype=torch.float64), *(torch.as_tensor(shared[k])[None] for k in ("G", "h")))
         factors = QPDual.factor(data)
-        matrix, weights = coordinate_matrix(factors["M"][0].numpy(), coordinates), primal_weights(problem)
-        rank = EQUALITIES + INEQUALITIES
+        matrix, weights = coordinate_matrix(factors["M"][0].numpy(), coordinates, me), primal_weights(problem)
+        rank = me + mi
         super().__init__(Basis(labels, matrix, np.ones(rank), np.arange(float(rank))),
                          matrix_seed=matrix_seed, coordinates=coordinates)
         self._dc3_x = problem["X"]
@@ -114,18 +122,18 @@ class QPDC3(Family):
             self.register_buffer(f"factor_{key}", factors[key], persistent=False)
         self.register_buffer("primal_weights", torch.as_tensor(weights), persistent=False)
         self.lipschitz_bound = float(np.linalg.eigvalsh(matrix.T @ factors["M"][0].numpy() @ matrix)[-1])
-        self.f = Box([-math.inf] * EQUALITIES + [0.0] * INEQUALITIES, [math.inf] * rank)
+        self.f = Box([-math.inf] * me + [0.0] * mi, [math.inf] * rank)
 
     # ----- the QP of each instance --------------------------------------------------------
     def _data(self, theta: torch.Tensor) -> QPData:
         return QPData(self.qp_P, self.qp_q, self.qp_A, theta.to(self.qp_P), self.qp_G, self.qp_h)
 
     def dual(self, theta: torch.Tensor) -> QPDual:
-        """The QPDual of the instances theta (batch, 50), sharing the factorisations."""
+        """The QPDual of the instances theta (batch, equalities), sharing the factorisations."""
         return QPDual(self._data(theta), {key: getattr(self, f"factor_{key}") for key in FACTOR_KEYS})
 
     def interior(self, theta: torch.Tensor) -> torch.Tensor:
-        """(batch, 100) A^+ x: feasible for every x in [-1, 1]^50 by the choice of h."""
+        """(batch, variables) A^+ x: feasible for every x in [-1, 1]^equalities by the choice of h."""
         return theta.to(self.pinv_a) @ self.pinv_a.T
 
     def multipliers(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,22 +141,23 @@ class QPDC3(Family):
         return x.to(torch.float64) @ self.basis_values.T
 
     def primal(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """(batch, 100) the closed-form primal answer of the dual coefficients x."""
+        """(batch, variables) the closed-form primal answer of the dual coefficients x."""
         theta = theta.to(torch.float64)
         return self.dual(theta).recover(self.multipliers(x), self.interior(theta))[0]
 
     def primal_objective(self, y: torch.Tensor) -> torch.Tensor:
-        return self.dual(torch.zeros(1, EQUALITIES, dtype=torch.float64)).primal_objective(y.to(torch.float64))
+        return self.dual(torch.zeros(1, self.equalities, dtype=torch.float64)).primal_objective(y.to(torch.float64))
 
     def dc3_instances(self) -> np.ndarray:
-        """(10000, 50) DC3's parameters X (their split: first 8334 train, next 833 valid, last 833 test)."""
+        """(instance_count, equalities) DC3's parameters X (qp-dc3: (10000, 50), their split: first 8334
+        train, next 833 valid, last 833 test)."""
         return self._dc3_x.copy()
 
     # ----- the family contract -------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator, law: str = "train") -> np.ndarray:
         if law != "train":
             raise InputError("law", law, "one of " + ", ".join(self.laws))
-        return rng.uniform(-1.0, 1.0, size=(n, EQUALITIES))
+        return rng.uniform(-1.0, 1.0, size=(n, self.equalities))
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The negated dual function at z = s x, less its constant 1/2 p'Q^-1 p (~106.6; dropped so
@@ -182,23 +191,25 @@ class QPDC3(Family):
 
     # ----- references ----------------------------------------------------------------------
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
-        """(n, 100) coefficients of the dual optimum z* = [lambda*, mu*] (E^-1 z*)."""
+        """(n, rank) coefficients of the dual optimum z* = [lambda*, mu*] (E^-1 z*)."""
         return self.project(torch.as_tensor(self.reference(theta))).numpy()
 
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
-        """(n, 100) the dual optimum z* = [lambda*, mu*] (its primal: `primal(E^-1 z*, theta)`)."""
-        solve = lambda t: solve_qp(self._data(torch.as_tensor(t, dtype=torch.float64)), tol=1e-9)[1].numpy()
-        return self.solve_in_chunks(theta, 1024, solve, progress)
+        """(n, rank) the dual optimum z* = [lambda*, mu*] (its primal: `primal(E^-1 z*, theta)`)."""
+        chunk = self.reference_chunk
+        solve = lambda t: solve_qp(self._data(torch.as_tensor(t, dtype=torch.float64)), 1e-9, chunk)[1].numpy()
+        return self.solve_in_chunks(theta, chunk, solve, progress)
 
     def reference_error(self) -> float:
         return 1e-9
 
     def error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-instance training error on the multipliers (n, 100): the mean square of the change of
+        """Per-instance training error on the multipliers (n, rank): the mean square of the change of
         the equality-exact primal recovery, W (mu - mu*), plus the mean square error of lambda."""
         delta = predicted - target
-        primal = delta[..., EQUALITIES:] @ self.primal_weights.to(delta.dtype).T
-        return (primal ** 2).mean(-1) + (delta[..., :EQUALITIES] ** 2).mean(-1)
+        me = self.equalities
+        primal = delta[..., me:] @ self.primal_weights.to(delta.dtype).T
+        return (primal ** 2).mean(-1) + (delta[..., :me] ** 2).mean(-1)
 
     @classmethod
     def default_training(cls) -> dict[str, Any]:
@@ -213,3 +224,60 @@ class QPDC3(Family):
                           "queries": "relative"},
                 "training": {"steps": 600, "batch_size": 128, "lr": 1e-5, "schedule": "constant", "loss": "objective",
                              "eval_every": 100, "n_instances": 10000, "test_fraction": 0.0833}}
+
+
+LARGE_SIZES = (1000, 500, 500, 2000)  # variables, equalities, inequalities, DC3-style instances X
+
+
+class QPDC3Large(QPDC3):
+    """`qp-dc3-1000`: the same recipe at the larger size used by Pinet (Grontas et al. 2025): 1000
+    variables, 500 equalities, 500 inequalities, drawn from numpy's RandomState(`matrix_seed` = 17) in
+    DC3's order: Q = diag(U[0,1]^1000), p ~ U[0,1]^1000, A ~ N(0,1)^{500x1000}, X ~ U[-1,1]^{2000x500}
+    (the DC3-style instances, `dc3_instances()`), G ~ N(0,1)^{500x1000}, h_i = sum_j |(G A^+)_ij|.
+    The parameter is x in [-1, 1]^500. The GEO's queries use the block structure of the decoupled
+    coordinates (E'ME = diag(I, DHD)): the curvature term costs M (R/2)^2 per layer instead of M R^2."""
+
+    name = "qp-dc3-1000"
+    variables, equalities, inequalities, instance_count = LARGE_SIZES
+    reference_chunk = 32
+    parameters = (Parameter("x", low=-1.0, high=1.0, shape=(500,), law="U[-1, 1]^500",
+                            description="right-hand side of the equality constraints A y = x"),)
+
+    def __init__(self, matrix_seed: int = 17, coordinates: str = "decoupled") -> None:
+        super().__init__(matrix_seed, coordinates)
+        e = self.basis_values
+        hessian = e.T @ self.factor_M[0] @ e  # the program's Hessian in coefficients (E'ME)
+        self.register_buffer("coefficient_hessian", (hessian + hessian.T) / 2, persistent=False)
+        me = self.equalities
+        # decoupled coordinates: the lambda block is the identity and the blocks coupling lambda and mu vanish
+        self.block_diagonal = coordinates == "decoupled" and bool(
+            hessian[:me, me:].abs().max() <= 1e-8 and (hessian[:me, :me] - torch.eye(me, dtype=e.dtype)).abs().max()
+            <= 1e-8)
+
+    def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """g at x + c_m by the exact quadratic expansion in coefficients: g(x) + <grad g(x), c_m> +
+        c_m' H c_m / 2 with H = E'ME (block diagonal in decoupled coordinates)."""
+        dual, basis = self.dual(theta), self.basis_values.to(x.dtype)
+        hessian = self.coefficient_hessian.to(x.dtype)
+        linear = dual.linear.to(x.dtype) @ basis  # (1|B, R): E'c
+        gradient = x @ hessian + linear  # (B, R): E'(M E x + c)
+        me = self.equalities
+        if self.block_diagonal:
+            curvature = 0.5 * ((offsets[:, :me] ** 2).sum(-1)
+                               + ((offsets[:, me:] @ hessian[me:, me:]) * offsets[:, me:]).sum(-1))
+        else:
+            curvature = 0.5 * ((offsets @ hessian) * offsets).sum(-1)
+        value = 0.5 * ((gradient + linear) * x).sum(-1)  # 1/2 x'Hx + (E'c)'x
+        return value[:, None] + gradient @ offsets.T + curvature
+
+    @classmethod
+    def default_training(cls) -> dict[str, Any]:
+        """qp-dc3's recipe at this size (16 exact projected-gradient layers, width 2R = 2000, relative
+        queries, label-free) with what one CPU thread affords: a step costs ~8-15 s here (81 M
+        parameters), so 60 steps of 16 instances; at lr 1e-5 the raw gap grows (11.9% -> 50% in 30
+        steps), at 1e-6 it falls (11.9% -> 1.6% in 20 steps; benchmarks/results/RESULTS-qp-dc3-1000.md).
+        The test split (8.33% of 2000, 167 instances) is the only one solved."""
+        return {"model": {"depth": 16, "width": 2000, "gamma": 0.0, "init": "forward-backward", "start_std": 0.0,
+                          "queries": "relative"},
+                "training": {"steps": 60, "batch_size": 16, "lr": 1e-6, "schedule": "constant", "loss": "objective",
+                             "eval_every": 20, "n_instances": 2000, "test_fraction": 0.0833}}

@@ -12,14 +12,14 @@ from .heat_pde import HeatPDE
 from .hedging import Hedging
 from .loading import load_family
 from .operator_learning import Antiderivative, Burgers, DiffusionReaction
-from .qp_dc3 import QPDC3
+from .qp_dc3 import QPDC3, QPDC3Large
 from .toy_box import ToyBox
 from .utility_max import UtilityMax
 
 __all__ = ["FAMILIES", "get_family"]
 
 FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (
-    EllipticPDE, EllipticPDE2D, HeatPDE, Hedging, Antiderivative, DiffusionReaction, Burgers, QPDC3, ToyBox,
+    EllipticPDE, EllipticPDE2D, HeatPDE, Hedging, Antiderivative, DiffusionReaction, Burgers, QPDC3, QPDC3Large, ToyBox,
     UtilityMax)}
 
 

@@ -128,20 +128,24 @@ class GEO(OperatorModel, name="geo"):
             return torch.zeros(1, self.family.rank, dtype=dtype, device=device)
         return self.start_std * torch.randn(1, self.family.rank, dtype=dtype, device=device)
 
-    def matrix(self, index: int) -> torch.Tensor:
-        """A_l, rescaled to spectral norm <= contraction when that safeguard is on."""
-        a = self.A[index]
+    def matrix(self, index: int, a: torch.Tensor | None = None) -> torch.Tensor:
+        """A_l (or the given a = A_l), rescaled to spectral norm <= contraction when that safeguard is on."""
+        a = self.A[index] if a is None else a
         if self.contraction > 0:
             norm = torch.linalg.matrix_norm(a, ord=2)
             a = a * torch.clamp(self.contraction / norm.clamp_min(1e-12), max=1.0)
         return a
 
-    def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R)."""
-        q = self.family.queries(x, self.offsets[index], theta)  # g_theta(x + c_m): (batch, M)
+    def layer(self, index: int, x: torch.Tensor, theta: torch.Tensor,
+              weights: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """One relaxed learned forward-backward step. x: (batch, R) -> (batch, R). weights: layer
+        `index`'s (A, B, offsets, bias) when the caller unbound them once (see `coefficients`)."""
+        a, b, offsets, bias = weights if weights is not None else (
+            self.A[index], self.B[index], self.offsets[index], self.bias[index])
+        q = self.family.queries(x, offsets, theta)  # g_theta(x + c_m): (batch, M)
         if self.relative_queries:  # g(x + c_m) - g(x): B then weighs differences, not the common value
             q = q - self.family.g(x, theta)[:, None]
-        z = x @ self.matrix(index).T + q @ self.B[index].T + self.bias[index]
+        z = x @ self.matrix(index, a).T + q @ b.T + bias
         return self.gamma * x + (1.0 - self.gamma) * self.family.activation(z)
 
     def fixed_point(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -166,9 +170,10 @@ class GEO(OperatorModel, name="geo"):
             x = x.expand(theta.shape[0], -1)
             if self.mode == "equilibrium":
                 x = self.fixed_point(x, theta)
-            else:
+            else:  # unbound once: indexing A[l] per layer makes backward write a full-size gradient each time
+                layers = list(zip(*(p.unbind(0) for p in (self.A, self.B, self.offsets, self.bias))))
                 for index in range(self.depth):
-                    x = self.layer(index, x, theta)
+                    x = self.layer(index, x, theta, layers[index])
             outputs.append(self.family.activation(x @ self.readout.T))
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
 
