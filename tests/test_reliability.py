@@ -378,6 +378,27 @@ def test_a_nan_rolls_back_to_the_last_checkpoint_and_halves_the_learning_rate(tr
     assert meta["rollbacks"] == 1 and meta["param_groups"][0]["lr"] == 5e-3
 
 
+def test_a_finite_blow_up_rolls_back_like_a_nan(trained, tmp_path, monkeypatch):
+    original = ToyBox.error
+    calls = {"n": 0}
+
+    def error(self, predicted, target):  # step 25's batch error: finite but 1e6 times too large
+        out = original(self, predicted, target)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 25:
+                return out * 1e6
+        return out
+
+    monkeypatch.setattr(ToyBox, "error", error)
+    rows = []
+    _, history = train_run(resolve_config(ToyBox, "geo", SAFE), with_data(trained, tmp_path / "blown"),
+                           callback=rows.append)
+    events = [row for row in rows if row.get("event") == "rollback"]
+    assert len(events) == 1 and events[0]["step"] == 25 and "blew up" in events[0]["reason"]
+    assert events[0]["lr"] == 5e-3 and all(np.isfinite(row["train_mse"]) for row in history)
+
+
 def test_a_persistent_nan_stops_after_max_rollbacks_with_a_clear_message(trained, tmp_path, monkeypatch, capsys):
     calls = poison(monkeypatch, lambda n: n >= 15)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 11 after 3 roll-back\(s\).*"

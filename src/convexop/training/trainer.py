@@ -9,9 +9,11 @@ test set never selects anything); `checkpoint_last.*` holds everything needed fo
 
 Batches: each epoch is a permutation drawn from a generator seeded by (seed, epoch), so a run
 resumed, or split over processes (training/distributed.py), sees the same global batches.
-Numerical safety: a non-finite loss or gradient rolls the run back to the last good state (the
-last checkpoint, or the start) and halves the learning rate, at most `max_rollbacks` times; one
-more raises TrainingDiverged.
+Numerical safety: a non-finite loss or gradient, or a supervised batch whose error exceeds BLOWUP
+times that of predicting zero (times the first batch's ratio where that is above 1: a finite
+blow-up, the weights have left every useful region, e.g. a learning rate too large for a larger
+basis), rolls the run back to the last good state (the last checkpoint, or the start) and halves the
+learning rate, at most `max_rollbacks` times; one more raises TrainingDiverged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from .config import TrainingConfig
 from .distributed import Context, all_reduce_sum, data_parallel
 
 HISTORY_FIELDS = ["step", "train_loss", "train_mse", "test_mse", "test_relative_l2", "lr", "seconds"]
+
+
+BLOWUP = 100.0  # a batch MSE this many times the zero prediction's counts as divergence
 
 
 class TrainingDiverged(RuntimeError):
@@ -97,6 +102,9 @@ class Trainer:
         self.order: torch.Tensor | None = None
         self.cursor, self.running, self.count = 0, 0.0, 0
         self.last_good: dict[str, Any] | None = None
+        self.first_ratio: float | None = None  # the first batch's error over the zero prediction's
+        with torch.no_grad():  # per training instance: the error of predicting zero (the blow-up scale)
+            self.zero_error = model.family.error(torch.zeros_like(train.targets), train.targets)
 
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         if resume:
@@ -120,9 +128,9 @@ class Trainer:
                 self.order, self.cursor = epoch_permutation(n, self.config.seed, self.epoch), 0
             index = self.order[self.cursor:self.cursor + self.config.batch_size]
             self.cursor += self.config.batch_size
-            loss, objective, finite = self._batch_loss(index)
-            if not finite:
-                self._roll_back(f"loss became {loss}")
+            loss, objective, problem = self._batch_loss(index)
+            if problem:
+                self._roll_back(problem)
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -153,8 +161,9 @@ class Trainer:
             writer.close()
         return self.history
 
-    def _batch_loss(self, index: torch.Tensor) -> tuple[float, torch.Tensor, bool]:
-        """(mean loss over the global batch, this process's objective to differentiate, finite?).
+    def _batch_loss(self, index: torch.Tensor) -> tuple[float, torch.Tensor, str]:
+        """(mean loss over the global batch, this process's objective to differentiate, the problem
+        that calls for a roll-back: "" when none, else a non-finite loss or a blow-up).
 
         With P processes each takes a contiguous slice of the global batch; its summed error is
         scaled by P / batch, so the gradients DistributedDataParallel averages are those of the
@@ -166,6 +175,8 @@ class Trainer:
         local = index.tensor_split(context.world)[context.rank] if context.enabled else index
         targets = self.train.targets[local]
         errors = self.model.family.error(self.forward(self.train.theta[local]), targets)
+        zero = self.zero_error[local]
+        raw = errors.detach()
         if self.config.loss == "relative":
             scale = self.model.family.error(torch.zeros_like(targets), targets) + self.config.loss_offset
             errors = errors / scale.clamp_min(1e-30)
@@ -173,12 +184,28 @@ class Trainer:
         if not context.enabled:
             loss = errors.mean()
             objective = loss + auxiliary if auxiliary is not None else loss
-            return loss.item(), objective, bool(torch.isfinite(objective))
+            return loss.item(), objective, self._problem(objective, raw.sum().item(), zero.sum().item(), loss.item())
         loss = errors.sum() * (context.world / len(index))
         objective = loss + auxiliary if auxiliary is not None else loss
-        totals = torch.stack([errors.detach().sum(), objective.detach()]).double()
-        totals = all_reduce_sum(context, totals)
-        return totals[0].item() / len(index), objective, bool(torch.isfinite(totals).all())
+        totals = torch.stack([errors.detach().sum(), objective.detach(), raw.sum(), zero.sum()]).double()
+        totals = all_reduce_sum(context, totals)  # every process sees the same sums: one decision
+        mean = totals[0].item() / len(index)
+        return mean, objective, self._problem(totals[:2], totals[2].item(), totals[3].item(), mean)
+
+    def _problem(self, checked: torch.Tensor, error: float, zero_error: float, loss: float) -> str:
+        """"" unless `checked` is not finite ("loss became nan") or the summed batch error exceeds
+        BLOWUP x max(1, the first batch's ratio) times the summed error of predicting zero."""
+        if not bool(torch.isfinite(checked).all()):
+            return f"loss became {loss}"
+        if zero_error <= 0:
+            return ""
+        ratio = error / zero_error
+        if self.first_ratio is None:
+            self.first_ratio = ratio
+        if ratio > BLOWUP * max(1.0, self.first_ratio):
+            return (f"loss blew up to {ratio:.3g} x the error of predicting zero (limit "
+                    f"{BLOWUP * max(1.0, self.first_ratio):.3g}x; loss {loss:.3g})")
+        return ""
 
     def _objective_loss(self) -> tuple[float, torch.Tensor, bool]:
         """Label-free: the program's own objective f + g at the model's answers to a fresh draw of
@@ -193,7 +220,7 @@ class Trainer:
         auxiliary = self.model.auxiliary_loss
         loss = values.mean()
         objective = loss + auxiliary if auxiliary is not None else loss
-        return loss.item(), objective, bool(torch.isfinite(objective))
+        return loss.item(), objective, "" if bool(torch.isfinite(objective)) else f"loss became {loss.item()}"
 
     def _remember_good_state(self) -> None:
         """In-memory copy of what the last checkpoint holds (every process keeps its own)."""
@@ -286,3 +313,4 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge_step)
+
