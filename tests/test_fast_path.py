@@ -117,3 +117,15 @@ def test_the_garbage_collector_is_restored_after_answers_are_built():
         assert not gc.isenabled()  # a caller's own setting is kept
     finally:
         gc.enable()
+
+
+def test_last_batch_is_reused_for_equal_values_and_recomputed_otherwise():
+    from convexop.families.memo import LastBatch
+
+    memo, calls = LastBatch(), []
+    theta = torch.arange(6.0).reshape(3, 2)
+    compute = lambda: calls.append(1) or len(calls)
+    assert memo.get(theta, compute) == 1 and memo.get(theta.clone(), compute) == 1  # a copy hits
+    assert memo.get(theta, compute, tag=torch.float32) == 2  # another tag misses
+    theta[0, 0] = 7.0  # an in-place change of the caller's tensor misses
+    assert memo.get(theta, compute, tag=torch.float32) == 3 and memo.get(theta.double(), compute) == 4

@@ -66,6 +66,7 @@ from ..prox import elliptic_potential
 from ..references import elliptic_equation_2d
 from .base import Family
 from .elliptic_pde import GalerkinProgram
+from .memo import LastBatch
 from .parameters import Parameter, Pointwise
 
 XI = 0.5
@@ -115,7 +116,7 @@ class EllipticPDE2D(GalerkinProgram, Family):
         labels = [f"h_{j}(u1)h_{l}(u2)" for j in range(order) for l in range(order)]
         super().__init__(tensor_product_basis(axis_basis, axis_basis, labels), rank=rank, scale=scale)
         self.order = order
-        self._load_cache = None  # (theta, its version, dtype, b): the GEO's layers ask for one batch's b
+        self._load = LastBatch()  # the GEO's layers ask for one batch's b twice per layer
         half = scale * (math.sqrt(2 * order + 1) + 5.0)
         spacing = scale * min(PROGRAM_SPACING, 2.4 / order)
         nodes = math.ceil(half / spacing)
@@ -150,18 +151,16 @@ class EllipticPDE2D(GalerkinProgram, Family):
     # ----- the convex program ------------------------------------------------------------
     def load(self, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """b(theta) = int s(u) h_j(u1) h_l(u2) du = a m1(c1)_j m0(c2)_l, exactly: (batch, 4) -> (batch, R).
-        Kept for the last theta tensor asked (held, so its storage is not reused while cached)."""
-        cached = self._load_cache
-        if cached is not None and cached[0] is theta and cached[1] == theta._version and cached[2] == dtype:
-            return cached[3]
+        Kept for the last batch asked (`LastBatch`)."""
+        return self._load.get(theta, lambda: self._load_of(theta, dtype), dtype)
+
+    def _load_of(self, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         rows = theta.detach().to("cpu", torch.float64).numpy()
         scale = self.config["scale"]
         first = gaussian_moments(rows[:, 2], self.order, scale, 1)
         second = gaussian_moments(rows[:, 3], self.order, scale, 0)
         load = rows[:, 1, None, None] * first[:, :, None] * second[:, None, :]
-        out = torch.as_tensor(load.reshape(len(rows), -1), dtype=dtype, device=theta.device)
-        self._load_cache = (theta, theta._version, dtype, out)
-        return out
+        return torch.as_tensor(load.reshape(len(rows), -1), dtype=dtype, device=theta.device)
 
     def load_by_quadrature(self, theta: torch.Tensor) -> torch.Tensor:
         """b(theta) by the trapezoid rule on the program grid (a check of `load`): (batch, R) float64."""

@@ -34,6 +34,7 @@ from ..solvers.quadratic import QuadraticProgram
 from .cvxpy_expressions import Unsupported, describe, evaluate, is_smooth
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs, refuse
 from .from_cvxpy_qp import CvxpyQPFamily, HessianBound, qp_refusal
+from .memo import LastBatch
 from .user import UserFamily, as_sampler
 
 __all__ = ["from_cvxpy", "refuse"]
@@ -201,7 +202,7 @@ class CvxpyFamily(UserFamily):
         expr = sign * problem.objective.expr
         if not blocks.l1 and expr.is_quadratic() and not _piecewise(expr):  # a constant Hessian bounds it
             lipschitz = HessianBound(problem, variables, cvx_params, sign, draw)
-        self._quadratic_cache = None
+        self._quadratic_data = LastBatch()
         super().__init__(name, layout, specs, self._objective, f, draw,
                          lipschitz=lipschitz, training=training, description=str(problem))
         self.route = "simple sets"
@@ -210,19 +211,15 @@ class CvxpyFamily(UserFamily):
 
     def _quadratic(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         """(P, q, c, lambda_max(P)) of a quadratic objective (no L1 term) for the batch theta, read once
-        (`HessianBound.quadratic`) and kept for the same tensor (a polish and the certificate that
-        follows it read one batch); None for other objectives or when a per-instance P would not fit
-        QUADRATIC_DATA_LIMIT."""
+        (`HessianBound.quadratic`) and kept for the last batch (`LastBatch`: a polish and the certificate
+        that follows it read one batch); None for other objectives or when a per-instance P would not
+        fit QUADRATIC_DATA_LIMIT."""
         bound = self._lipschitz
         if not isinstance(bound, HessianBound) or (bound.shared is None
                                                    and len(theta) * self.rank ** 2 > QUADRATIC_DATA_LIMIT):
             return None
-        cached = self._quadratic_cache
-        if cached is not None and cached[0] is theta and cached[1] == theta._version:
-            return cached[2]
-        data = bound.quadratic(self.split_theta(theta.detach().double()))
-        self._quadratic_cache = (theta, theta._version, data)  # holds theta, so its storage is not reused
-        return data
+        theta = theta.detach().double()
+        return self._quadratic_data.get(theta, lambda: bound.quadratic(self.split_theta(theta)))
 
     def in_basis_program(self, theta: torch.Tensor) -> CompositeProgram:
         """A quadratic objective: a `QuadraticProgram` (closed-form gradient and Hessian, subsets slice
@@ -234,8 +231,7 @@ class CvxpyFamily(UserFamily):
                                 newton=self.newton_polish)
 
     def program(self, theta: torch.Tensor) -> CompositeProgram:
-        plain = theta.dtype == torch.float64 and not theta.requires_grad  # the same tensor: a cache hit
-        program = self.in_basis_program(theta if plain else theta.detach().double())
+        program = self.in_basis_program(theta.detach().double())
         return program if isinstance(program, QuadraticProgram) else super().program(theta)
 
     def _objective(self, x: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:

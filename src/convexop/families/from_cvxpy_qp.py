@@ -23,6 +23,7 @@ from ..solvers.qp import INFEASIBLE_MARGIN, QPData, QPDual, decoupled_coordinate
 from ..solvers.qp_program import QPDualProgram, quadratic_queries
 from .cvxpy_expressions import describe, evaluate
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs
+from .memo import LastBatch
 from .user import UserFamily, as_sampler
 
 __all__ = ["CvxpyQPFamily", "HessianBound", "QPExtractor", "qp_refusal"]
@@ -139,7 +140,7 @@ class CvxpyQPFamily(UserFamily):
         self.problem, self.sign = problem, sign
         self.extractor = QPExtractor(problem, self.cvx_variables, self.cvx_parameters, sign)
         draw = as_sampler(sampler, specs)
-        self._cache: tuple | None = None
+        self._last = LastBatch()
         self._factors = None
         self.null_space: torch.Tensor | None = None  # (n, k) when the equalities are eliminated (singular P)
         probe = self._probe(draw, specs)
@@ -246,8 +247,9 @@ class CvxpyQPFamily(UserFamily):
 
     def _qp(self, theta: torch.Tensor) -> tuple[QPDual, torch.Tensor, torch.Tensor | None]:
         theta = theta.detach().double()
-        if self._cache is not None and self._cache[0].shape == theta.shape and torch.equal(self._cache[0], theta):
-            return self._cache[1:]
+        return self._last.get(theta, lambda: self._build_qp(theta))
+
+    def _build_qp(self, theta: torch.Tensor) -> tuple[QPDual, torch.Tensor, torch.Tensor | None]:
         split = self.split_theta(theta)
         params = {p.id: split[p.name()] for p in self.cvx_parameters}
         matrices = not all(k in self.extractor.shared for k in ("P", "A", "G"))
@@ -265,7 +267,6 @@ class CvxpyQPFamily(UserFamily):
             dual = QPDual(data, self._factors, restore)
         else:
             dual = QPDual(data, restore=restore)
-        self._cache = (theta.clone(), dual, d["c"], y0)
         return dual, d["c"], y0
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ def polish_answers(family: Family, x: torch.Tensor, theta: torch.Tensor, tol: fl
     """Polish x (batch, R) for the instances theta (batch, P) to certificate measure <= tol (float64);
     method "fista" forces warm-started FISTA (the benchmarks' baseline)."""
     check_polishable(family)
-    theta = theta if theta.dtype == torch.float64 and not theta.requires_grad else theta.detach().double()
+    theta = theta.detach().double()
     return polish(family.program(theta), family.finalise(x.detach()), tol, max_iterations, method)
 
 

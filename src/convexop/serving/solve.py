@@ -110,9 +110,7 @@ def _solve_instances(model: OperatorModel, instances: list[dict[str, Any]], star
             t64 = torch.as_tensor(theta_np[begin:begin + batch], dtype=torch.float64, device=device)
             finite = torch.isfinite(x64).all(-1)
             if polish_tol is not None and bool(finite.any()):
-                every = bool(finite.all())  # then the same theta tensor: families may reuse its program data
-                polished = polish_answers(family, x64 if every else x64[finite], t64 if every else t64[finite],
-                                          polish_tol, polish_iterations)
+                polished = polish_answers(family, x64[finite], t64[finite], polish_tol, polish_iterations)
                 x64 = x64.clone()
                 x64[finite] = polished.x
                 iterations = torch.zeros(len(x64), dtype=torch.int64)
