@@ -126,14 +126,18 @@ def train(run: Path, overrides: dict[str, str], name: str = "qp-dc3") -> dict:
     return out
 
 
-def score_duals(family, name: str, duals: np.ndarray, seconds: float, theta: torch.Tensor, note: str = "") -> dict:
+def score_duals(family, name: str, duals: np.ndarray, seconds: float, theta: torch.Tensor, note: str = "",
+                memory: float | None = None) -> dict:
+    """A solver's duals scored by the family's certificate (any size of DC3's recipe); `memory` (MB, for
+    the whole batch) adds the peak per instance."""
     z = torch.as_tensor(duals, dtype=torch.float64)
-    z[:, 50:] = z[:, 50:].clamp_min(0)
+    z[:, family.equalities:] = z[:, family.equalities:].clamp_min(0)
     gap, violation = family.dual(theta).certificate(z, family.interior(theta))
     worst = torch.maximum(gap, violation)
-    return {"method": name, "instances": len(z), "seconds_per_instance": seconds / len(z),
-            **{f"certified_{tol:g}": float((worst <= tol).float().mean()) for tol in TOLS},
-            "max_gap": float(gap.max()), "max_violation": float(violation.max()), "note": note}
+    out = {"method": name, "instances": len(z), "seconds_per_instance": seconds / len(z),
+           **{f"certified_{tol:g}": float((worst <= tol).float().mean()) for tol in TOLS},
+           "max_gap": float(gap.max()), "max_violation": float(violation.max()), "note": note}
+    return out if memory is None else out | {"peak_mb_per_instance": memory / len(z)}
 
 
 def evaluate(family, run: Path, quick: bool) -> dict:

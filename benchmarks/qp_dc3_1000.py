@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from qp_dc3 import train
+from qp_dc3 import score_duals, train
 from qp_dc3_solvers import clarabel_solve, cvxpy_solve, osqp_solve
 
 from convexop import __version__
@@ -105,19 +105,6 @@ def make_data(family, run: Path, count: int) -> dict:
            "peak_mb_per_instance": memory.megabytes / len(x), "chunk": family.reference_chunk}
     stamp.write_text(json.dumps(out))
     return out
-
-
-def score_duals(family, name: str, duals: np.ndarray, seconds: float, theta: torch.Tensor, note: str = "",
-                memory: float = math.nan) -> dict:
-    z = torch.as_tensor(duals, dtype=torch.float64)
-    z[:, family.equalities:] = z[:, family.equalities:].clamp_min(0)
-    gap, violation = family.dual(theta).certificate(z, family.interior(theta))
-    worst = torch.maximum(gap, violation)
-    return {"method": name, "instances": len(z), "seconds_per_instance": seconds / len(z),
-            "certified_0.001": float((worst <= 1e-3).float().mean()),
-            "certified_1e-06": float((worst <= TOL).float().mean()),
-            "max_gap": float(gap.max()), "max_violation": float(violation.max()), "note": note,
-            "peak_mb_per_instance": memory / len(z)}
 
 
 def relative_gaps(family, coefficients: torch.Tensor, theta: torch.Tensor, f_star: torch.Tensor) -> dict:
