@@ -160,7 +160,15 @@ def test_quadratic_queries_equal_direct_evaluation():
     from convexop.families import Family, get_family
 
     problem, sampler, *_ = _random_qp()
-    for family in (from_cvxpy(problem, sampler), get_family("qp-dc3")):
+    x = cp.Variable(5, name="x")  # route (a): simple sets, shared P, then a P that varies per instance
+    b, w = cp.Parameter(5, name="b"), cp.Parameter(5, name="w", nonneg=True)
+    shared = cp.Problem(cp.Minimize(cp.sum_squares(np.arange(1.0, 26.0).reshape(5, 5) @ x - b)), [x >= 0])
+    varying = cp.Problem(cp.Minimize(cp.sum(cp.multiply(w, cp.square(x))) - b @ x), [x <= 1])
+    boxes = [from_cvxpy(shared, lambda n, rng: {"b": rng.normal(size=(n, 5))}),
+             from_cvxpy(varying, lambda n, rng: {"b": rng.normal(size=(n, 5)), "w": rng.uniform(0.5, 2, (n, 5))})]
+    assert [family._quadratic(torch.as_tensor(family.sample(2, np.random.default_rng(0))))[0].shape[0]
+            for family in boxes] == [1, 2]
+    for family in (from_cvxpy(problem, sampler), get_family("qp-dc3"), *boxes):
         theta = torch.as_tensor(family.sample(4, np.random.default_rng(8)))
         x = 0.3 * torch.randn(4, family.rank, dtype=torch.float64)
         offsets = 0.1 * torch.randn(7, family.rank, dtype=torch.float64)

@@ -104,6 +104,21 @@ def test_polish_accepts_the_true_active_set_and_recovers_from_a_wrong_one():
     assert cold.converged.all() and (cold.fista_steps > 0).any()
 
 
+def test_polish_finishes_answers_certified_before_any_solve_on_their_active_set():
+    data = random_qp(30, seed=5)
+    y, z = solve_qp(data)
+    dual = QPDual(data)
+    near = z + 1e-4 * torch.randn(z.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    near[:, data.me:] = torch.where(z[:, data.me:] > 1e-9, near[:, data.me:], 0.0)  # the true active set
+    gap, violation = dual.certificate(near)
+    tol = float(torch.maximum(gap, violation).max()) * 1.01  # every start is certified at tol already
+    kept = dual.polish(near, tol, 100, finish=False)
+    assert (kept.kkt_solves == 0).all() and (dual.recover(kept.x)[0] - y).abs().max() > 1e-6
+    finished = dual.polish(near, tol, 100)
+    assert finished.converged.all() and (finished.kkt_solves == 1).all()
+    assert (dual.recover(finished.x)[0] - y).abs().max() < 1e-9  # the KKT point: exact to rounding
+
+
 def test_shared_data_broadcasts_and_program_matches_the_closed_form():
     data = random_qp(1, seed=4)
     many = QPData(data.P, data.q, data.A, data.b.expand(5, -1) + 0.01 * torch.arange(5.0)[:, None].double(),

@@ -30,7 +30,7 @@ import torch
 from ..errors import InputError
 from ..prox import L1, Box, L2Ball, Prox, SeparableSum, Simplex, Zero
 from ..solvers.program import CompositeProgram
-from ..solvers.quadratic import QuadraticProgram
+from ..solvers.quadratic import QuadraticProgram, quadratic_queries, quadratic_value
 from .cvxpy_expressions import Unsupported, describe, evaluate, is_smooth
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs, refuse
 from .from_cvxpy_qp import CvxpyQPFamily, HessianBound, qp_refusal
@@ -229,6 +229,22 @@ class CvxpyFamily(UserFamily):
             return super().in_basis_program(theta)
         return QuadraticProgram(*data[:3], None if isinstance(self.f, Zero) else self.f, data[3],
                                 newton=self.newton_polish)
+
+    def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The smooth objective at x (batch, R) or (batch, M, R): a quadratic one from its data (P, q, c),
+        else through the CVXPY expressions."""
+        data = self._quadratic(theta)
+        if data is None:
+            return super().g(x, theta)
+        return quadratic_value(*data[:3], x)
+
+    def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The GEO's queries g(x + c_m): for a quadratic objective by its exact expansion (one gradient per
+        instance, no expression-tree walk at M points); else through the CVXPY expressions."""
+        data = self._quadratic(theta)
+        if data is None:
+            return super().queries(x, offsets, theta)
+        return quadratic_queries(*data[:3], x, offsets)
 
     def program(self, theta: torch.Tensor) -> CompositeProgram:
         program = self.in_basis_program(theta.detach().double())

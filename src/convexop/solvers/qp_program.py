@@ -11,6 +11,7 @@ import torch
 
 from ..prox import Box
 from .program import Certificate, CompositeProgram
+from .quadratic import quadratic_queries as expansion
 
 if TYPE_CHECKING:
     from .qp import QPDual, QPPolishResult
@@ -100,10 +101,8 @@ class QPDualProgram(CompositeProgram):
 
 
 def quadratic_queries(dual: QPDual, z: torch.Tensor, directions: torch.Tensor, constant: bool = False) -> torch.Tensor:
-    """g(z + d_m) of a QP dual for z (B, m) and directions (M, m) -> (B, M), by the exact quadratic
-    expansion g(z) + <M z + c, d_m> + d_m' M d_m / 2: R^2 + M R per instance instead of M R^2 (the
-    last term is instance-free when M is shared)."""
-    m, c = dual.factors["M"].to(z), dual.linear.to(z)
-    gradient = (m @ z[..., None])[..., 0] + c
-    curvature = 0.5 * ((directions @ m) * directions).sum(-1)  # (1|B, M)
-    return dual.smooth(z, constant)[:, None] + gradient @ directions.T + curvature
+    """g(z + d_m) of a QP dual for z (B, m) and directions (M, m) -> (B, M) by the exact quadratic
+    expansion (`quadratic.quadratic_queries`, with g = 1/2 z'Mz + c'z + const); constant=False leaves
+    out 1/2 q'P^-1 q (as `QPDual.smooth`)."""
+    const = dual.factors["const"] if constant else torch.zeros_like(dual.factors["const"])
+    return expansion(dual.factors["M"], dual.linear, const, z, directions)

@@ -11,7 +11,7 @@ import torch
 from ..prox import Prox
 from .program import CompositeProgram
 
-__all__ = ["QuadraticProgram", "quadratic_value"]
+__all__ = ["QuadraticProgram", "quadratic_queries", "quadratic_value"]
 
 Tensor = torch.Tensor
 
@@ -26,6 +26,18 @@ def quadratic_value(p: Tensor, q: Tensor, c: Tensor, x: Tensor) -> Tensor:
     if x.dim() == 2:
         return 0.5 * ((x[:, None, :] @ p)[:, 0] * x).sum(-1) + (q * x).sum(-1) + c
     return 0.5 * ((x @ p) * x).sum(-1) + (q[:, None] * x).sum(-1) + c[:, None]
+
+
+def quadratic_queries(p: Tensor, q: Tensor, c: Tensor, x: Tensor, offsets: Tensor) -> Tensor:
+    """S(x + c_m) for x (B, R) and offsets (M, R) -> (B, M) by the exact expansion
+    S(x) + <P x + q, c_m> + c_m'P c_m / 2: one gradient per instance (R^2 + M R) instead of M values
+    (M R^2); the curvature term is instance-free when P is shared (first dimension 1). In x's dtype,
+    differentiable in x and the offsets (the GEO's queries of a quadratic instance loss)."""
+    p, q, c = p.to(x), q.to(x), c.to(x)
+    px = x @ p[0] if p.shape[0] == 1 else (x[:, None, :] @ p)[:, 0]  # P symmetric: x'P = (Px)'
+    value = 0.5 * (px * x).sum(-1) + (q * x).sum(-1) + c
+    curvature = 0.5 * ((offsets @ p) * offsets).sum(-1)  # (1|B, M)
+    return value[:, None] + (px + q) @ offsets.T + curvature
 
 
 class QuadraticProgram(CompositeProgram):
