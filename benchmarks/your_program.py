@@ -1,6 +1,7 @@
 """Your program, out of the box: default training, raw answers, polish, the documented path's speed.
 
     python benchmarks/your_program.py [--programs a.py,b.py] [--out benchmarks/results/your-program.json]
+        [--set loss=mse]
 
 For each program file (the worked examples and the programs under benchmarks/programs/, written here
 as a new user would, not for the tests): `api.train` on the defaults (data generation included),
@@ -59,8 +60,9 @@ def cvxpy_answers(family, theta: np.ndarray, **settings):
 
 def osqp_seconds(family, theta: np.ndarray) -> tuple[float, float] | None:
     """(seconds per instance, fraction solved) of OSQP called directly (eps 1e-6, polish on, warm start
-    off) on QP programs: one solver object set up once on the dense sparsity pattern, each instance's P,
-    A, q, l, u written in by `update`; the QP data read by the library's extractor (not timed)."""
+    off) on QP programs: one solver object set up once, each instance's q, l, u (and P, A on the dense
+    sparsity pattern when they vary between instances) written in by `update`, so constant matrices are
+    factored once; the QP data read by the library's extractor (not timed)."""
     problem = getattr(family, "problem", None)
     if problem is None or qp_refusal(problem) is not None:
         return None
@@ -79,21 +81,26 @@ def osqp_seconds(family, theta: np.ndarray) -> tuple[float, float] | None:
     p = np.broadcast_to(data["P"], (len(theta), n, n))
     lower = np.concatenate([np.broadcast_to(data["b"], (len(theta), me)), np.full(data["h"].shape, -np.inf)], 1)
     higher = np.concatenate([np.broadcast_to(data["b"], (len(theta), me)), data["h"]], 1)
+    constant = bool(np.all(p == p[:1]) and np.all(k == k[:1]))  # then only q, l, u are written per instance
     solver = osqp.OSQP()
-    solver.setup(sparse.csc_matrix(upper.astype(float)), data["q"][0], sparse.csc_matrix(np.ones(k.shape[1:])),
-                 lower[0], higher[0], verbose=False, warm_starting=False, eps_abs=1e-6, eps_rel=1e-6, polishing=True)
+    solver.setup(sparse.csc_matrix(np.where(upper, p[0], 0.0) if constant else upper.astype(float)), data["q"][0],
+                 sparse.csc_matrix(k[0] if constant else np.ones(k.shape[1:])), lower[0], higher[0], verbose=False,
+                 warm_starting=False, eps_abs=1e-6, eps_rel=1e-6, polishing=True)
     solved, started = 0, time.perf_counter()
     for i in range(len(theta)):  # column-major data of the dense patterns
-        solver.update(Px=p[i].T[upper.T], Ax=k[i].T.reshape(-1), q=data["q"][i], l=lower[i], u=higher[i])
+        if constant:
+            solver.update(q=data["q"][i], l=lower[i], u=higher[i])
+        else:
+            solver.update(Px=p[i].T[upper.T], Ax=k[i].T.reshape(-1), q=data["q"][i], l=lower[i], u=higher[i])
         solved += solver.solve().info.status == "solved"
     return (time.perf_counter() - started) / len(theta), solved / len(theta)
 
 
-def assess(spec: str, folder: Path) -> dict:
+def assess(spec: str, folder: Path, settings: dict[str, str]) -> dict:
     family = get_family(str(ROOT / spec) + ":family")
     started = time.perf_counter()
     try:
-        model, history = api.train(family, folder)
+        model, history = api.train(family, folder, **settings)
     except TrainingDiverged as error:
         return {"diverged": str(error)}
     train_seconds = time.perf_counter() - started
@@ -183,8 +190,10 @@ def main() -> None:
     parser.add_argument("--programs", default=",".join(PROGRAMS))
     parser.add_argument("--out", default="benchmarks/results/your-program.json")
     parser.add_argument("--render", action="store_true", help="only rewrite the report from --out")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for every program (e.g. loss=mse: supervised instead of the default)")
     args = parser.parse_args()
-    report = Path(args.out).with_name("RESULTS-your-program.md")
+    report = Path(args.out).with_name(f"RESULTS-{Path(args.out).stem}.md")
     if args.render:
         report.write_text(markdown(json.loads(Path(args.out).read_text())))
         return
@@ -192,7 +201,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         for spec in args.programs.split(","):
-            results[spec] = assess(spec, Path(scratch) / Path(spec).stem)
+            results[spec] = assess(spec, Path(scratch) / Path(spec).stem, dict(kv.split("=", 1) for kv in args.set))
             print(spec, json.dumps(results[spec]), flush=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
             report.write_text(markdown(results))

@@ -44,7 +44,8 @@ def solve(model: OperatorModel, instances: list[dict[str, Any]], polish: float |
           polish_iterations: int = DEFAULT_ITERATIONS, tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """Answers for instances (dicts of parameter name -> value), as `convexop solve` writes them: each
     with its certificate and `status` (`optimal` when certified at `polish`, or at `tol` without
-    polishing; `optimal_inaccurate`, `approximate` or `error` otherwise; README "Answers")."""
+    polishing; `optimal_inaccurate`, `approximate` or `error` otherwise, `infeasible` or `unbounded` for
+    instances proven so, with null values; README "Answers")."""
     return solve_instances(model, instances, polish_tol=polish, polish_iterations=polish_iterations, tol=tol)
 
 

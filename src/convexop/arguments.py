@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/K",
                    help="solve only the I-th of K contiguous slices (I from 0); join them with `merge`")
     p.add_argument("--drop-infeasible", action="store_true",
-                   help="leave out drawn instances whose constraints admit no point (counted in the data set's "
-                        "attribute dropped_infeasible); without it they are refused")
+                   help="leave out drawn instances whose constraints admit no point or whose objective is proven "
+                        "unbounded below (counted in the data set's attributes dropped_infeasible and "
+                        "dropped_unbounded); without it they are refused")
     p = sub.add_parser("merge", help="join the shards of `generate --shard I/K` into one data set")
     p.add_argument("out", metavar="OUT.h5")
     p.add_argument("shards", nargs="+", metavar="SHARD")

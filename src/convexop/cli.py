@@ -84,7 +84,10 @@ def cmd_generate(args) -> int:
     digest = data.write_dataset(path, dataset)
     part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: instances {dataset.attrs['shard_offset']}.." \
                                     f"{dataset.attrs['shard_offset'] + count - 1})"
-    print(f"wrote {path}: {count} of {args.n} instances{part} of {family.name} (law {args.law}, seed {args.seed}), "
+    dropped = {k: int(dataset.attrs.get(f"dropped_{k}", 0)) for k in ("infeasible", "unbounded")}
+    left_out = ", ".join(f"{v} {k}" for k, v in dropped.items() if v)
+    print(f"wrote {path}: {len(dataset.params)} of {args.n} instances{part} of {family.name} (law {args.law}, "
+          f"seed {args.seed}{', left out: ' + left_out if left_out else ''}), "
           f"reference {dataset.attrs['reference_method']}, sha256 {digest[:16]}")
     return 0
 

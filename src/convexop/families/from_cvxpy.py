@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..prox import L1, Box, L2Ball, Prox, SeparableSum, Simplex, Zero
 from ..solvers.program import CompositeProgram
 from ..solvers.quadratic import QuadraticProgram, quadratic_queries, quadratic_value
+from ..solvers.unbounded import proven_unbounded
 from .cvxpy_expressions import Unsupported, describe, evaluate, is_smooth
 from .cvxpy_problems import SUPPORTED, check_problem, parameter_specs, refuse
 from .from_cvxpy_qp import CvxpyQPFamily, HessianBound, qp_refusal
@@ -203,6 +204,7 @@ class CvxpyFamily(UserFamily):
         if not blocks.l1 and expr.is_quadratic() and not _piecewise(expr):  # a constant Hessian bounds it
             lipschitz = HessianBound(problem, variables, cvx_params, sign, draw)
         self._quadratic_data = LastBatch()
+        self._unbounded_proofs = LastBatch()
         super().__init__(name, layout, specs, self._objective, f, draw,
                          lipschitz=lipschitz, training=training, description=str(problem))
         self.route = "simple sets"
@@ -227,8 +229,12 @@ class CvxpyFamily(UserFamily):
         data = self._quadratic(theta)
         if data is None:
             return super().in_basis_program(theta)
-        return QuadraticProgram(*data[:3], None if isinstance(self.f, Zero) else self.f, data[3],
-                                newton=self.newton_polish)
+        nonsmooth = None if isinstance(self.f, Zero) else self.f
+        # the proof of unboundedness is kept for the last batch, like its data (a polish and the certificate
+        # that follows it build two programs of one batch)
+        proof = lambda: self._unbounded_proofs.get(theta.detach().double(),
+                                                   lambda: proven_unbounded(data[0], data[1], nonsmooth))
+        return QuadraticProgram(*data[:3], nonsmooth, data[3], newton=self.newton_polish, proof=proof)
 
     def g(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The smooth objective at x (batch, R) or (batch, M, R): a quadratic one from its data (P, q, c),
@@ -277,6 +283,21 @@ class CvxpyFamily(UserFamily):
                 raise InputError("reference", None, "", f"batched FISTA and CVXPY disagree on {self.name} "
                                  f"(relative objective difference {self.cross_checked:.1e} > 1e-5)")
         return answers
+
+    def cvxpy_statuses(self, theta: np.ndarray, solver: str | None = "CLARABEL") -> list[str]:
+        """CVXPY's status of each instance theta (n, P) (one solve each)."""
+        out = []
+        for row in theta:
+            for p, value in zip(self.cvx_parameters, self.split_theta(torch.as_tensor(row[None])).values()):
+                p.value = value[0].numpy()
+            self.problem.solve(solver=solver)
+            out.append(self.problem.status)
+        return out
+
+    def unbounded_by_cross_check(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: CVXPY (Clarabel) reports the instance `unbounded` (asked only about instances whose
+        reference solve did not converge; objectives without a proof, e.g. logistic or exponential)."""
+        return np.array([status == "unbounded" for status in self.cvxpy_statuses(theta)], dtype=bool)
 
     def cross_check(self, theta: np.ndarray, solver: str | None = "CLARABEL") -> dict[str, float]:
         """Solve the instances theta (n, P) with CVXPY and compare objectives with our reference:

@@ -8,7 +8,8 @@ GEO's activation is prox_f itself), whose reference is the in-basis optimum comp
 kit (active-set Newton where f allows, else batched FISTA with restart and, unless a Lipschitz bound
 is given, backtracking) to certificate <= 1e-8,
 unless the user passes a reference solver. `convexop.from_cvxpy` (families/from_cvxpy.py) builds
-the same kind of object from a CVXPY problem.
+the same kind of object from a CVXPY problem. Instances proven unbounded below (`unbounded`: quadratic
+objectives, solvers/unbounded.py) are refused by the reference in one line before any solve.
 
 The sampler is `sampler(n, rng) -> {name: array (n, *shape)}` (rng a numpy Generator), or a dict
 name -> (low, high) (uniform law on the box, which is then also the parameter's domain) or
@@ -115,9 +116,12 @@ class UserFamily(Family):
         rank = self.rank
         model = ({"depth": 10, "width": 2 * rank, "gamma": 0.5, "init": "forward-backward", "queries": "relative"}
                  if rank <= 32 else {"depth": 10, "width": 20, "gamma": 0.5, "init": "authors", "queries": "relative"})
+        # label-free (the program's objective f + g at the answer, fresh draws every step, references for
+        # the test split only): on the seven programs of benchmarks/your_program.py it matched or beat
+        # supervised training at equal or lower wall time (README "Your program on the defaults")
         defaults = {"model": model,
                     "training": {"steps": 2000, "batch_size": 256, "lr": 3e-3, "n_instances": 2000,
-                                 "eval_every": 200, "grad_clip": 1.0}}
+                                 "eval_every": 200, "grad_clip": 1.0, "loss": "objective"}}
         for key, value in self._training.items():
             defaults[key] = defaults.get(key, {}) | dict(value)
         return defaults
@@ -168,27 +172,69 @@ class UserFamily(Family):
         return [{"variables": {name: values[k] for name, values in columns.items()}} for k in range(len(x))]
 
     # ----- references ---------------------------------------------------------------------
+    def unbounded(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: the instances theta (n, P) proven unbounded below, where the program kind has a
+        proof: a quadratic objective (route (a) of from_cvxpy: `QuadraticProgram`) with a set and L1
+        pieces the proof covers (solvers/unbounded.py: a verified recession direction). All False for
+        other objectives: a from_torch g is a black box, and no finite number of its values proves a
+        convex function unbounded below."""
+        out = []
+        for start in range(0, len(theta), 1024):
+            t = torch.as_tensor(theta[start:start + 1024], dtype=torch.float64)
+            flags = self.program(t).unbounded()
+            out.append(np.zeros(len(t), dtype=bool) if flags is None else flags.cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+    def unbounded_by_cross_check(self, theta: np.ndarray) -> np.ndarray | None:
+        """(n,) bool: instances an independent solver reports unbounded, for objectives without a proof;
+        None where the family has no such solver (from_torch). Asked only about instances whose
+        reference solve did not converge."""
+        return None
+
     def in_basis_optimum(self, theta: np.ndarray) -> np.ndarray:
         """(n, R) optimum by the kit's polish (active-set Newton where f allows, else FISTA) from the
-        prox of zero, to certificate <= REFERENCE_TOL; raises InputError when an instance misses it."""
+        prox of zero, to certificate <= REFERENCE_TOL; raises InputError when an instance misses it,
+        naming the unbounded ones (`unbounded`, `unbounded_by_cross_check`) when that is why."""
+        return self._optimum(theta, theta, 0)
+
+    def _optimum(self, rows: np.ndarray, theta: np.ndarray, start: int) -> np.ndarray:
+        """in_basis_optimum of rows = theta[start:start + len(rows)]; a refusal counts and numbers
+        the instances of theta."""
         tol, max_iterations = REFERENCE_TOL, REFERENCE_ITERATIONS
-        t = torch.as_tensor(theta, dtype=torch.float64)
-        start = self.finalise(torch.zeros(len(t), self.rank, dtype=torch.float64))
-        result = polish(self.program(t), start, tol, max_iterations)
-        if not bool(result.converged.all()):
-            worst = float(result.residual.max())
-            raise InputError("reference", None, "",
-                             "the reference solve (active-set Newton / FISTA) left "
-                             f"{int((~result.converged).sum())} of {len(t)} instances of {self.name} "
-                             f"at residual up to {worst:.2e} > {tol:g} after {max_iterations} iterations; "
-                             "give a Lipschitz bound or a reference solver")
-        return result.x.numpy()
+        t = torch.as_tensor(rows, dtype=torch.float64)
+        program = self.program(t)
+        proven = program.unbounded()  # before the solve, which would spend all its iterations on them
+        if proven is not None and bool(proven.any()):
+            proven = self.unbounded(theta)
+            raise InputError("reference", None, "", f"{int(proven.sum())} of {len(theta)} instances of {self.name} "
+                             f"are unbounded below (first: instance {int(np.flatnonzero(proven)[0])}, a verified "
+                             "recession direction lowers the objective without end); draw only bounded "
+                             "instances, or pass --drop-infeasible to generate to leave them out")
+        begin = self.finalise(torch.zeros(len(t), self.rank, dtype=torch.float64))
+        result = polish(program, begin, tol, max_iterations)
+        if bool(result.converged.all()):
+            return result.x.numpy()
+        missed = (~result.converged).cpu().numpy()
+        reported = self.unbounded_by_cross_check(rows[missed])
+        if reported is not None and reported.any():
+            first = start + int(np.flatnonzero(missed)[np.flatnonzero(reported)[0]])
+            raise InputError("reference", None, "", f"{int(reported.sum())} of the instances {start}.."
+                             f"{start + len(rows) - 1} of {self.name} are unbounded below according to CVXPY "
+                             f"(first: instance {first}; the reference solve did not converge on them); "
+                             "draw only bounded instances")
+        worst = float(result.residual.max())
+        raise InputError("reference", None, "",
+                         "the reference solve (active-set Newton / FISTA) left "
+                         f"{int((~result.converged).sum())} of {len(t)} instances of {self.name} "
+                         f"at residual up to {worst:.2e} > {tol:g} after {max_iterations} iterations; "
+                         "give a Lipschitz bound or a reference solver")
 
     def reference(self, theta: np.ndarray, progress=None) -> np.ndarray:
         if self._reference is not None:
             solve = lambda rows: np.asarray(self._reference(self.split_theta(torch.as_tensor(rows))), dtype=np.float64)
         else:
-            solve = self.in_basis_optimum
+            starts = iter(range(0, len(theta), 1024))  # the chunks' offsets, so that refusals number instances of theta
+            solve = lambda rows: self._optimum(rows, theta, next(starts))
         answers = self.solve_in_chunks(theta, 1024, solve, progress)
         with np.errstate(invalid="ignore"):  # a non-finite answer is refused by the caller, naming its index
             return answers @ self.basis.values.T

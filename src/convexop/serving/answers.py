@@ -8,8 +8,12 @@ status:
   amortised answer; polish it to certify it);
 - `infeasible`: the instance's constraints admit no point (QP duals: a phase-I solve, which maximises the
   smallest constraint margin, ends below zero); values, coefficients and variables are null;
-- `unbounded`: the instance's objective is proven unbounded below (no built-in or route (b) program can
-  be: their objectives are strongly convex or their sets bounded);
+- `unbounded`: the instance's objective is proven unbounded below; values, coefficients and variables are
+  null. No built-in or route (b) program can be (their objectives are strongly convex or their sets
+  bounded). Route (a) programs with a quadratic objective (P, q) can: an instance is labelled when a
+  direction d of the recession cone of its set with P d = 0 and q'd + w||d_L1||_1 < 0 is found and
+  verified to relative tolerances (solvers/unbounded.py); other objectives (route (a) non-quadratic,
+  from_torch) are never labelled here (no finite number of evaluations proves it);
 - `error`: non-finite or failed; values are null and `reason` says why;
 - `approximate`: supervised families (heat-pde, utility-max), whose target is not argmin f + g, so
   no certificate applies.
@@ -36,6 +40,8 @@ STATUSES = ("optimal", "optimal_inaccurate", "infeasible", "unbounded", "error",
 FIELDS = ("objective", "residual", "gap", "violation")
 INFEASIBLE_REASON = ("no point satisfies the constraints: a phase-I solve (maximise the smallest constraint "
                      "margin) ends with a negative margin; values are null")
+UNBOUNDED_REASON = ("the objective is unbounded below: a direction d of the recession cone of the feasible set "
+                    "with P d = 0 and q'd (+ the L1 terms' slope) < 0 was found and verified; values are null")
 
 
 def check_tolerance(tol: float, field: str = "--tol") -> None:
@@ -66,10 +72,14 @@ def statuses(exact: bool, certificate: Certificate | None, finite: np.ndarray, t
     measure = None if certificate is None else certificate.measure.detach().double().cpu().numpy()
     infeasible = (np.zeros(n, dtype=bool) if certificate is None or certificate.infeasible is None
                   else certificate.infeasible.detach().cpu().numpy())
+    unbounded = (np.zeros(n, dtype=bool) if certificate is None or certificate.unbounded is None
+                 else certificate.unbounded.detach().cpu().numpy())
     objective = None if certificate is None else certificate.objective.detach().double().cpu().numpy()
     out = []
     for k in range(n):
-        if not finite[k]:
+        if unbounded[k]:  # a property of the instance: whatever the answer, there is no minimiser to give
+            out.append(("unbounded", UNBOUNDED_REASON))
+        elif not finite[k]:
             out.append(("error", "the model's answer is not finite (coefficients or values are NaN or infinite)"))
         elif not exact:
             out.append(("approximate", ""))

@@ -3,6 +3,8 @@
 `polish_answers(family, x, theta, tol)` starts at the model's answers x (batch, R) and stops each
 instance as soon as its certificate measure (solvers/program.py) is <= tol; an instance still above
 tol after `max_iterations` keeps its best point and `converged` False: nothing passes silently.
+Instances the program proves unbounded below (`program.unbounded()`) are not polished (`converged`
+False, measure inf, 0 iterations).
 Supervised families (heat-pde, utility-max) are refused with an InputError naming --polish.
 
 `compare_with_cold_start` measures the iterations saved: the same polish, the same tol, started at
@@ -40,7 +42,20 @@ def polish_answers(family: Family, x: torch.Tensor, theta: torch.Tensor, tol: fl
     method "fista" forces warm-started FISTA (the benchmarks' baseline)."""
     check_polishable(family)
     theta = theta.detach().double()
-    return polish(family.program(theta), family.finalise(x.detach()), tol, max_iterations, method)
+    program, x = family.program(theta), family.finalise(x.detach())
+    unbounded = program.unbounded()
+    if unbounded is None or not bool(unbounded.any()):
+        return polish(program, x, tol, max_iterations, method)
+    # instances proven unbounded below have no minimiser to polish towards: kept as they are, not converged
+    keep = torch.nonzero(~unbounded, as_tuple=True)[0]
+    measure = torch.full((len(x),), float("inf"), dtype=x.dtype, device=x.device)
+    out = SolveResult(x.clone(), measure, torch.zeros(len(x), dtype=torch.int64, device=x.device),
+                      torch.zeros(len(x), dtype=torch.bool, device=x.device))
+    if len(keep):
+        part = polish(program.subset(keep), x[keep], tol, max_iterations, method)
+        out.x[keep], out.residual[keep], out.iterations[keep], out.converged[keep] = (
+            part.x, part.residual, part.iterations, part.converged)
+    return out
 
 
 def compare_with_cold_start(family: Family, warm: torch.Tensor, theta: torch.Tensor, tol: float,

@@ -5,7 +5,9 @@ asked otherwise. Each answer carries the fields and `status` of the answer vocab
 (serving/answers.py): on exact families the certificate of the in-basis program (objective,
 residual, gap, violation) and `optimal` when it is within the tolerance (`--polish TOL`, else
 `tol`, default 1e-6), `optimal_inaccurate` otherwise; `approximate` on supervised families; `error`
-with null values and a `reason` for a non-finite answer. With `polish_tol` the model's answers are
+with null values and a `reason` for a non-finite answer; `infeasible` and `unbounded` (null values, a
+`reason`) for instances the program proves so (QP duals: phase I; quadratic route (a): a verified
+recession direction, solvers/unbounded.py), which are not polished. With `polish_tol` the model's answers are
 polished first (solvers/polish.py) and `iterations` counts the polish's steps.
 """
 
@@ -125,7 +127,7 @@ def _solve_instances(model: OperatorModel, instances: list[dict[str, Any]], star
         finite = finite.cpu().numpy()
         fields = certificate_fields(certificate, len(theta))
         status = statuses(family.exact, certificate, finite, certify_tol)
-        finite &= np.array([state != "infeasible" for state, _ in status], dtype=bool)  # no answer to give
+        finite &= np.array([state not in ("infeasible", "unbounded") for state, _ in status], dtype=bool)  # no answer
         coefficient_rows = coefficients.double().cpu().numpy().tolist() if coefficients is not None else None
         value_rows = values.double().cpu().numpy().tolist()
         params = family.instances_from_theta(theta_np[begin:begin + batch])

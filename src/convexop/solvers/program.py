@@ -46,6 +46,7 @@ class Certificate:
     objective: Tensor
     gap: Tensor | None = None
     infeasible: Tensor | None = None  # (batch,) bool where the program kind can prove infeasibility
+    unbounded: Tensor | None = None  # (batch,) bool where the program kind can prove unboundedness
 
     @property
     def measure(self) -> Tensor:
@@ -154,9 +155,15 @@ class CompositeProgram:
         gap = self.gap(x)
         return torch.maximum(self.residual(x) if gap is None else gap, self.violation(x))
 
+    def unbounded(self) -> Tensor | None:
+        """(batch,) bool: instances proven unbounded below (a property of the instance, not of x);
+        None where the program kind has no such proof (quadratic programs have one: solvers/unbounded.py)."""
+        return None
+
     def certificate(self, x: Tensor) -> Certificate:
         """The certificate of candidates x (batch, R) (module doc)."""
-        return Certificate(self.residual(x), self.violation(x), self.objective(x), self.gap(x))
+        return Certificate(self.residual(x), self.violation(x), self.objective(x), self.gap(x),
+                           unbounded=self.unbounded())
 
 
 def curvature(smooth: Smooth, x: Tensor, iterations: int = 20, seed: int = 0) -> Tensor:

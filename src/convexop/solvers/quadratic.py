@@ -6,6 +6,8 @@ instances at every round)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..prox import Prox
@@ -42,11 +44,14 @@ def quadratic_queries(p: Tensor, q: Tensor, c: Tensor, x: Tensor, offsets: Tenso
 
 class QuadraticProgram(CompositeProgram):
     """min_x 1/2 x'P x + q'x + c + h(x) for a batch: P (B|1, R, R) symmetric positive semidefinite
-    (shared when its first dimension is 1), q (B, R), c (B,); lipschitz (B,) defaults to lambda_max(P)."""
+    (shared when its first dimension is 1), q (B, R), c (B,); lipschitz (B,) defaults to lambda_max(P).
+    `unbounded()` proves instances unbounded below (solvers/unbounded.py), once per program, or asks
+    `proof` (a callable giving the same (B,) flags, e.g. a family's kept result for this batch)."""
 
     def __init__(self, p: Tensor, q: Tensor, c: Tensor, nonsmooth: Prox | None, lipschitz: Tensor | None = None,
-                 newton: bool = True) -> None:
+                 newton: bool = True, proof: Callable[[], Tensor] | None = None) -> None:
         self.p, self.q, self.c = p, q, c
+        self._proof, self._unbounded = proof, None
         if lipschitz is None:
             lipschitz = torch.linalg.eigvalsh(p)[:, -1].clamp_min(1e-12)
         lipschitz = lipschitz.expand(q.shape[0]) if lipschitz.shape[0] == 1 else lipschitz
@@ -61,7 +66,17 @@ class QuadraticProgram(CompositeProgram):
 
     def _select(self, index: Tensor) -> QuadraticProgram:
         return QuadraticProgram(_rows(self.p, index), self.q[index], self.c[index], self.nonsmooth,
-                                self.lipschitz[index], self.newton)
+                                self.lipschitz[index], self.newton, proof=lambda: self.unbounded()[index])
+
+    def unbounded(self) -> Tensor:
+        """(B,) bool: the instances proven unbounded below (all False where h has a piece the proof does
+        not cover)."""
+        if self._unbounded is None:
+            from .unbounded import proven_unbounded  # it solves its own quadratic program
+
+            self._unbounded = (self._proof() if self._proof is not None
+                               else proven_unbounded(self.p, self.q, self.nonsmooth))
+        return self._unbounded
 
     def value_and_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """S(x) and P x + q in closed form."""
