@@ -55,10 +55,10 @@ from typing import Any
 import numpy as np
 import torch
 from elliptic_2d_scale_report import TIMING_SEED, render
-from tensor_memory import peak_memory
 
 from convexop import api
 from convexop.bench.cases import train_case_model
+from convexop.bench.memory import peak_memory
 from convexop.bench.runner import machine_description
 from convexop.bench.solvers import geo_forward, timed
 from convexop.bench.sweeps import errors_of

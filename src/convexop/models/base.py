@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import InputError
 from ..families import Family, get_family
+from ..families.parameters import Pointwise
 from ..files import atomic_write_bytes, temporary_path  # noqa: F401  (re-exported)
 from ..version import __version__
 from ..versioning import check_compatible
@@ -79,6 +80,9 @@ def build_model(name: str, family: Family, **kwargs: Any) -> OperatorModel:
 
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024**3
 ITERATION_LIMITS = {"inference_iterations": 100_000, "phantom_steps": 10_000}  # model keywords
+# tensors of the largest per-instance size alive at once in a forward: 4.3-5.5 measured on the built-in
+# families (benchmarks/elliptic_2d_scale.py sizes; tests/test_fast_path.py keeps it honest)
+LIVE_BUFFERS = 5
 LOAD_BATCH = 64  # the batch a loaded model's activations are sized for (solving streams in chunks)
 HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own cap on a header
 
@@ -112,7 +116,10 @@ def check_iterations(kwargs: dict[str, Any], where: str = "") -> None:
 def model_footprint(name: str, family: Family, kwargs: dict[str, Any], batch: int,
                     training: bool) -> tuple[int, int] | None:
     """(estimated bytes, bytes of the state dict): float32 parameters (times 4 when training:
-    weights, gradients, Adam's two moments) plus the largest activation for `batch` instances.
+    weights, gradients, Adam's two moments) plus, for `batch` instances, LIVE_BUFFERS times the
+    largest per-instance activation (points, parameters, rank, width, the grid of a pointwise
+    activation: its decoded values and the prox's temporaries live at once), or the GEO's (M, R)
+    query points / the FNO's channels on the grid where larger.
     Building on the meta device checks every keyword and allocates nothing; None when the family's
     own code cannot run there (a user sampler making CPU tensors, say): then no estimate is made."""
     try:
@@ -127,7 +134,9 @@ def model_footprint(name: str, family: Family, kwargs: dict[str, Any], batch: in
     settings = model.init_kwargs
     width = max([v for k, v in settings.items() if k.endswith("width") and isinstance(v, int)] + [1])
     points, rank = len(family.points), int(getattr(family, "rank", 1) or 1)
-    per_instance = max(points, family.theta_size, rank, width, int(settings.get("basis_size", 0) or 0))
+    grid = len(family.grid_weights()) if isinstance(family.f, Pointwise) else 0  # the activation's grid
+    largest = max(points, family.theta_size, rank, width, grid, int(settings.get("basis_size", 0) or 0))
+    per_instance = LIVE_BUFFERS * largest
     if name == "geo":  # the M query points of every instance: (batch, M, R)
         per_instance = max(per_instance, width * rank)
     elif name == "fno":  # channels on the grid, projection included

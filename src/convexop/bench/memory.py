@@ -1,6 +1,6 @@
 """Peak live bytes of the tensors a computation creates, counted operator by operator: the peak
 resident set cannot measure it (the allocator reuses memory freed by earlier calls). Used by the
-benchmarks' time-and-memory tables."""
+benchmarks' time-and-memory tables and to check `models.base.model_footprint` against."""
 
 from __future__ import annotations
 
