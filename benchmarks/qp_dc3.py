@@ -1,13 +1,14 @@
 """Benchmark: a GEO on `qp-dc3` (DC3's convex QP, through its dual) against DC3's published row and the
 classical solvers that run here, all on one CPU thread.
 
-    .venv/bin/python benchmarks/qp_dc3.py --out runs/qp-dc3 [--set key=value ...] [--skip-train]
-        [--results benchmarks/results]
+    .venv/bin/python benchmarks/qp_dc3.py [--out RUN] [--set key=value ...] [--skip-train]
+        [--results benchmarks/results] [--model geo-gradient|geo] [--compare RUN]
 
 Data: DC3's own 10,000 instances (`QPDC3.dc3_instances()`, their seed-17 draw) and split: the first
 8334 train, the last 833 test (their 833 validation instances are not used). References by
 `solve_qp` (batched interior point + KKT polish, gap and violation <= 1e-9), timed: that is the data
-generation cost. Training: the family's default GEO settings (plus `--set`), through `train_run` as
+generation cost. Training: the family's default model (`default_model`: the gradient-reading GEO,
+`geo-gradient`; `--model geo` for the paper's GEO) and its default settings (plus `--set`), through `train_run` as
 `convexop train` does. Then, on the 833 test instances:
   - GEO (zero start, float32) + the closed-form recovery: relative optimality gap of the primal
     (f(y) - f*) / |f*| per instance, DC3's metric (gap of the mean objective), max violations, and
@@ -46,7 +47,7 @@ from qp_dc3_solvers import clarabel_solve, cvxpy_solve, moreau_solve, osqp_solve
 from convexop import __version__
 from convexop import data as datasets
 from convexop.families import FAMILIES, get_family
-from convexop.families.qp_dc3 import SLACK_WEIGHT, dc3_problem
+from convexop.families.qp_dc3 import QPDC3, SLACK_WEIGHT, dc3_problem
 from convexop.models.base import from_checkpoint
 from convexop.serving.polish import polish_answers
 from convexop.solvers.fista import fista
@@ -63,17 +64,31 @@ NOTES = [
     "and the absolute violation. OSQP at its default eps 1e-3 meets 1e-3 on this scale for 2/3 of the instances."),
     ("- The raw dual recovery -Q^-1 (p + A'lambda + G'mu) is not usable for a learned dual: its equality residual is "
     "the dual gradient, lambda_max(K Q^-1 K') ~ 5.8e3 times the error of z (max violation > 1 above)."),
-    ("- GEO settings: the forward-backward initialisation (16 projected-gradient steps in the decoupled "
-    "coordinates, untrained) gives ~0.5% mean gap. Supervised refinement (MSE to the reference duals, absolute "
+    ("- Models: the default (`QPDC3.default_training()['default_model']`) is the gradient-reading GEO "
+    "(`geo-gradient`, models/geo_gradient.py): layer l forms y_l = x_l + beta_l (x_l - x_{l-1}) and "
+    "x_{l+1} = clamp(y_l - d_l * grad g(y_l + c_l) + b_l) with the exact gradient (`QPDC3.gradient`, closed form) "
+    "and learned per-coordinate d_l, beta_l, c_l, b_l (4 L R = 6,400 parameters), started as 16 steps of FISTA "
+    "(1.93% raw gap untrained) and trained label-free (2000 steps of 128 at lr 3e-3). The paper's GEO "
+    "(`--model geo`) is trained by the same script into runs/qp-dc3 and re-scored by `--compare runs/qp-dc3`."),
+    ("- Gradient GEO, settings tried (one thread, separate runs through `train_run`, same test split; mean / max raw "
+    "gap): depth 16, batch 128: lr 1e-3 1000 steps 0.16% / 1.12% (18 s); lr 1e-2 1000 steps 0.09% / 2.33%; lr 3e-3 "
+    "2000 steps 0.07% / 0.48% (43 s, the default); without momentum (PG start), lr 1e-2: 0.18% / 2.16%; with a "
+    "learned rank-8 term in the preconditioner, lr 1e-2: 0.11% / 2.27%; depth 8, lr 1e-2: 0.43% / 1.40%. Untrained, "
+    "FISTA at 8 / 16 / 24 / 32 / 64 layers: 9.2% / 1.93% / 1.01% / 0.34% / 0.05%; projected gradient: 19.4% / "
+    "6.9% / 4.3% / 2.6% / 0.40%."),
+    ("- Paper's GEO settings: the forward-backward initialisation (16 projected-gradient steps in the decoupled "
+    "coordinates, untrained). Supervised refinement (MSE to the reference duals, absolute "
     "queries) trained only at learning rates <= 2e-6: B's entries are 1/(2h) = 50 and each multiplied the common "
     "value g(x), so Adam broke the +-h cancellation (1200 steps at 1.5e-6: 1.21% gap, 12.9 min with its 9,167 "
-    "reference solves). The default now takes the queries relative to g(x) and trains label-free on minus the "
-    "dual function at fresh draws (600 steps at 1e-5, no reference solve): 0.43% gap in 2.4 min."),
+    "reference solves). Its default takes the queries relative to g(x) and trains label-free on minus the "
+    "dual function at fresh draws (600 steps at 1e-5, no reference solve): 0.43% gap in 40-140 s."),
     ("- Throughput: the GEO's 2R = 200 queries per layer are evaluated by the exact quadratic expansion "
     "g(x) + <grad g(x), c_m> + c_m'Hc_m/2 (`Family.queries`; one gradient, R^2 + M R flops, instead of 200 "
     "quadratic forms, M R^2): 17x faster than direct evaluation (1.94 ms -> 0.11 ms per instance), still short of "
-    "50x OSQP on a CPU thread; the timing of one GEO+polish and the cold active set differ by ~20%, within "
-    "run-to-run noise, so the break-even count is fragile."),
+    "50x OSQP on a CPU thread (18x in the GEO run of this session). The gradient GEO reads one gradient per layer "
+    "(R^2 flops) and no R x M matrices: its batch-4096 throughput is the one in the targets table. Timings of "
+    "GEO + polish and of the cold active set vary by ~1.5x between runs on this shared machine; compare the rows "
+    "of one run."),
     ("- Strongest classical solver here: a batched primal-dual active-set method (the polish itself, started from the "
     "empty set; ~4.7 KKT solves, 100% certified on these instances, but without a general convergence guarantee) "
     "and Moreau 0.4's batched CPU active-set solver (pip-installable: `moreau` + `moreau-cpu` 1.2 MB + pydantic; run "
@@ -114,14 +129,15 @@ def make_data(family, run: Path, label_free: bool) -> dict:
     return out
 
 
-def train(run: Path, overrides: dict[str, str], name: str = "qp-dc3") -> dict:
-    """Train the family `name`'s default GEO (plus overrides) into run, as `convexop train` does."""
-    config = resolve_config(FAMILIES[name], "geo", overrides)
+def train(run: Path, overrides: dict[str, str], name: str = "qp-dc3", model: str = "geo") -> dict:
+    """Train the family `name`'s default `model` (plus overrides) into run, as `convexop train --model` does."""
+    config = resolve_config(FAMILIES[name], model, overrides)
     config.training.tensorboard = False
     started = time.perf_counter()
     train_run(config, run)
     wall = time.perf_counter() - started
-    out = {"wall_seconds": wall, "model": config.model_kwargs, "training": config.to_json()["training"]}
+    out = {"wall_seconds": wall, "model_name": model, "model": config.model_kwargs,
+           "training": config.to_json()["training"]}
     (run / "train_seconds.json").write_text(json.dumps(out))
     return out
 
@@ -140,7 +156,32 @@ def score_duals(family, name: str, duals: np.ndarray, seconds: float, theta: tor
     return out if memory is None else out | {"peak_mb_per_instance": memory / len(z)}
 
 
-def evaluate(family, run: Path, quick: bool) -> dict:
+def compare_run(family, run: Path, theta: torch.Tensor, f_star: torch.Tensor) -> dict:
+    """Another trained run (e.g. the paper's GEO) on the same test split, in this process: forward,
+    raw gaps, forward + polish to 1e-6, its training seconds."""
+    model = from_checkpoint(run, family=family)
+    model.eval()
+    model.set_inference(start="zero")
+    n, dual, inner = len(theta), family.dual(theta), family.interior(theta)
+    with torch.no_grad():
+        model.coefficients(theta[:64].float())
+        started = time.perf_counter()
+        coefficients = model.coefficients(theta.float()).double()
+        forward = time.perf_counter() - started
+    relative = (dual.primal_objective(dual.recover(family.multipliers(coefficients), inner)[0]) - f_star) / f_star.abs()
+    started = time.perf_counter()
+    result = polish_answers(family, coefficients, theta, 1e-6, max_iterations=10_000)
+    seconds = time.perf_counter() - started
+    return {"run": str(run), "model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
+            "training_wall_seconds": json.loads((run / "train_seconds.json").read_text())["wall_seconds"],
+            "forward_seconds_per_instance": forward / n, "relative_gap_mean": float(relative.mean()),
+            "relative_gap_max": float(relative.max()),
+            "geo_plus_polish_seconds_per_instance": (forward + seconds) / n,
+            "certified": float(result.converged.double().mean()),
+            "kkt_solves_mean": float(result.kkt_solves.double().mean())}
+
+
+def evaluate(family, run: Path, quick: bool, compare: str | None = None) -> dict:
     model = from_checkpoint(run, family=family)
     model.eval()
     model.set_inference(start="zero")
@@ -160,6 +201,7 @@ def evaluate(family, run: Path, quick: bool) -> dict:
     relative = (f - f_star) / f_star.abs()
     data, raw = dual.data, dual.primal(z)
     out["geo"] = {
+        "model": model.model_name, "parameters": sum(p.numel() for p in model.parameters()),
         "forward_seconds_per_instance": forward / n,
         "relative_gap_mean": float(relative.mean()), "relative_gap_median": float(relative.median()),
         "relative_gap_max": float(relative.max()),
@@ -177,6 +219,8 @@ def evaluate(family, run: Path, quick: bool) -> dict:
     out["geo_one_kkt"] = {"relative_gap_mean": float(((dual.primal_objective(y_kkt) - f_star) / f_star.abs()).mean()),
                           "certified_1e-6": float(certified(family, kkt, theta, 1e-6).float().mean()),
                           "exact_active_set": float((guess == (z_star[:, 50:] > 0)).all(1).float().mean())}
+    if compare:
+        out["compare"] = compare_run(family, Path(compare), theta, f_star)
     out["polish"] = {}
     for tol in TOLS:
         started = time.perf_counter()
@@ -272,7 +316,8 @@ def markdown(result: dict) -> str:
     lines = ["# qp-dc3: GEO on DC3's convex QP (through its dual)", "",
              (f"convexop {result['version']}; {result['machine']}; DC3's 10,000 instances (seed 17), "
               f"train = first 8334, test = last {ev['test_instances']}. Every time is one CPU thread."), "",
-             "| | GEO (convexop, no polish) | GEO + polish 1e-6 | DC3 (published) |", "|---|---|---|---|",
+             (f"| | {geo.get('model', 'geo')} (convexop, no polish) | {geo.get('model', 'geo')} + polish 1e-6 | "
+              "DC3 (published) |"), "|---|---|---|---|",
              (f"| mean objective (optimum {geo['mean_optimum']:.2f}) | {geo['mean_objective']:.2f} | "
              f"{geo['mean_optimum']:.2f} | {DC3['objective']} (optimum {DC3['optimum']}) |"),
              (f"| gap of the mean objective | {100 * geo['gap_of_means']:.2f}% | 0 (certified) | "
@@ -339,36 +384,57 @@ def markdown(result: dict) -> str:
         lines.append(f"- at {tol:g}: strongest cold solver {b['best_classical']} "
                      f"({1e6 * b['best_seconds_per_instance']:.0f} us/instance) vs GEO + polish "
                      f"{1e6 * b['geo_plus_polish_seconds_per_instance']:.0f} us/instance: break-even {verdict}.")
+    if "compare" in ev:
+        c, main = ev["compare"], {"model": geo.get("model", "geo"), "parameters": geo.get("parameters", math.nan),
+                                  "training_wall_seconds": result["training"]["wall_seconds"], **geo,
+                                  "geo_plus_polish_seconds_per_instance": p6["geo_plus_polish_seconds_per_instance"],
+                                  "certified": p6["certified"], "kkt_solves_mean": p6["kkt_solves_mean"]}
+        lines += ["", "## Models compared in this run (same test split, same process)", "",
+                  ("| model | parameters | training s | forward us / instance | mean / max relative gap | "
+                   "forward + polish 1e-6 us / instance | certified | KKT solves |"),
+                  "|---|---|---|---|---|---|---|---|"]
+        for m in (main, c):
+            lines.append(f"| {m['model']} | {m['parameters']:,} | {m['training_wall_seconds']:.0f} | "
+                         f"{1e6 * m['forward_seconds_per_instance']:.1f} | {100 * m['relative_gap_mean']:.2f}% / "
+                         f"{100 * m['relative_gap_max']:.2f}% | "
+                         f"{1e6 * m['geo_plus_polish_seconds_per_instance']:.0f} | "
+                         f"{100 * m['certified']:.1f}% | {m['kkt_solves_mean']:.2f} |")
     lines += ["", "## Notes", "", *NOTES]
     training = {k: result["training"]["training"][k] for k in ("steps", "batch_size", "lr", "schedule")}
-    lines += ["", f"Training: {json.dumps(result['training']['model'])}, {json.dumps(training)}.", ""]
+    name = result["training"].get("model_name", "geo")
+    lines += ["", f"Training ({name}): {json.dumps(result['training']['model'])}, {json.dumps(training)}.", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/qp-dc3")
+    parser.add_argument("--out", default=None, help="the run folder (default runs/qp-dc3 for geo, "
+                        "runs/qp-dc3-gradient for geo-gradient)")
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--model", default=QPDC3.default_training().get("default_model", "geo"),
+                        help="the registered model to train (default: the family's, geo-gradient; or geo)")
+    parser.add_argument("--compare", default=None, metavar="RUN",
+                        help="another trained run (e.g. the paper's GEO) to score on the same test split")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (numbers meaningless)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    run = Path(args.out)
+    run = Path(args.out or "runs/qp-dc3" + ("" if args.model == "geo" else "-" + args.model.removeprefix("geo-")))
     family = get_family("qp-dc3")
     overrides = dict(item.split("=", 1) for item in args.set)
-    label_free = resolve_config(FAMILIES["qp-dc3"], "geo", overrides).training.loss == "objective"
+    label_free = resolve_config(FAMILIES["qp-dc3"], args.model, overrides).training.loss == "objective"
     data = make_data(family, run, label_free)
     if args.quick:
         overrides = {"steps": "2", "eval_every": "1", "depth": "2"} | overrides
     if args.skip_train:
         training = json.loads((run / "train_seconds.json").read_text())
     else:
-        training = train(run, overrides)
+        training = train(run, overrides, model=args.model)
     result = {"version": __version__, "machine": f"{platform.processor() or platform.machine()}, torch threads "
               f"{torch.get_num_threads()}, torch {torch.__version__}", "dc3_published": DC3, "data": data,
               "training": training}
-    result["evaluation"] = evaluate(family, run, args.quick)
+    result["evaluation"] = evaluate(family, run, args.quick, args.compare)
     result["break_even"] = break_even(result)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)

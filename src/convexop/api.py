@@ -22,16 +22,17 @@ from .models.base import OperatorModel, from_checkpoint
 from .serving.answers import DEFAULT_TOL
 from .serving.polish import DEFAULT_ITERATIONS, compare_with_cold_start
 from .serving.solve import solve_instances
-from .training.config import resolve_config
+from .training.config import default_model, resolve_config
 from .training.run import train_run
 
 __all__ = ["assess", "load", "solve", "train"]
 
 
-def train(family: Family, out: str | Path, model: str = "geo", callback=None, **settings: Any):
-    """Train `model` on `family` into the run directory `out`; returns (model, history)."""
+def train(family: Family, out: str | Path, model: str | None = None, callback=None, **settings: Any):
+    """Train `model` (default: the family's, `training.config.default_model`) on `family` into the run
+    directory `out`; returns (model, history)."""
     family_arg = family if family.user_defined else type(family)
-    config = resolve_config(family_arg, model, {k: str(v) for k, v in settings.items()})
+    config = resolve_config(family_arg, model or default_model(family_arg), {k: str(v) for k, v in settings.items()})
     return train_run(config, out, callback=callback, family=family)
 
 

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="`convexop train FAMILY --show-config` prints every --set key with its default "
                               "(family, model and training settings) and exits.")
     p.add_argument("family")
-    p.add_argument("--model", default=None, help="geo (default), deeponet, fno or mlp")
+    p.add_argument("--model", default=None, help="geo (default; qp-dc3 and qp-dc3-1000: geo-gradient), "
+                   "geo-gradient, deeponet, fno or mlp")
     p.add_argument("--out", help="the run folder (required unless --show-config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting; see --show-config for the keys and their defaults")

@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
     from .families import FAMILIES, get_family
     from .families.loading import canonical_name, is_file_spec
     from .training import distributed
-    from .training.config import resolve_config
+    from .training.config import default_model, resolve_config
     from .training.run import load_config, train_run
 
     if args.show_config:
@@ -154,8 +154,8 @@ def cmd_train(args) -> int:
     else:
         built_in = isinstance(args.family, str) and args.family in FAMILIES
         family = None if built_in else get_family(args.family)  # a family file or entry point: its object
-        config = resolve_config(FAMILIES[args.family] if built_in else family, args.model or "geo",
-                                _overrides(args.set))
+        family_arg = FAMILIES[args.family] if built_in else family
+        config = resolve_config(family_arg, args.model or default_model(family_arg), _overrides(args.set))
         if distributed.world_size() == 1 or os.environ.get("RANK", "0") == "0":
             _check_run_folder(out)  # other ranks start once rank 0 may have created it
     main_process = os.environ.get("RANK", "0") == "0"
@@ -175,11 +175,11 @@ def cmd_train(args) -> int:
 def _show_config(args) -> int:
     """Every --set key of `train FAMILY --model M` with its resolved value (and the type it parses to)."""
     from .families import FAMILIES, get_family
-    from .training.config import describe_config, resolve_config
+    from .training.config import default_model, describe_config, resolve_config
 
     built_in = isinstance(args.family, str) and args.family in FAMILIES
-    config = resolve_config(FAMILIES[args.family] if built_in else get_family(args.family), args.model or "geo",
-                            _overrides(args.set))
+    family_arg = FAMILIES[args.family] if built_in else get_family(args.family)
+    config = resolve_config(family_arg, args.model or default_model(family_arg), _overrides(args.set))
     for line in describe_config(config):
         print(line)
     return 0

@@ -19,7 +19,6 @@ import numpy as np
 
 from .errors import InputError
 from .families import Family
-from .families.user import UserFamily
 from .files import atomic_output
 from .version import __version__
 from .versioning import check_compatible
@@ -58,7 +57,7 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
     Instances whose constraints admit no point (`family.infeasible`) are refused with one line giving
     their count and the first index, or dropped with `drop_infeasible` (counted in the attribute
     `dropped_infeasible`); so are instances of user families proven unbounded below
-    (`UserFamily.unbounded`: quadratic objectives), counted in `dropped_unbounded`.
+    (`Family.unbounded`: user families with a quadratic objective), counted in `dropped_unbounded`.
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_INSTANCES:
         raise InputError("n", n, f"integers in [1, {MAX_INSTANCES}]")
@@ -86,7 +85,7 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
         raise InputError("sampler", None, "", f"{int(infeasible.sum())} of {len(params)} instances are infeasible "
                          f"(first: instance {first}, a phase-I solve found no point satisfying the constraints); "
                          "draw only feasible instances, or pass --drop-infeasible to leave them out")
-    unbounded = family.unbounded(params) if isinstance(family, UserFamily) else np.zeros(len(params), dtype=bool)
+    unbounded = family.unbounded(params)
     if unbounded.any() and not drop_infeasible:
         first = int(np.flatnonzero(unbounded)[0])
         raise InputError("sampler", None, "", f"{int(unbounded.sum())} of {len(params)} instances are unbounded "
@@ -96,8 +95,7 @@ def generate(family: Family, n: int, seed: int, law: str = "train", progress=Non
     if drop_infeasible:
         params = params[~(infeasible | unbounded)]
         extra["dropped_infeasible"] = int(infeasible.sum())
-        if isinstance(family, UserFamily):
-            extra["dropped_unbounded"] = int(unbounded.sum())
+        extra["dropped_unbounded"] = int(unbounded.sum())
         if not len(params):
             what = "infeasible or unbounded" if unbounded.any() else "infeasible"
             raise InputError("sampler", None, "", f"all {len(infeasible)} instances are {what}")

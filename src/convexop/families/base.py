@@ -200,6 +200,15 @@ class Family(torch.nn.Module):
         """Instance loss g_theta(E x). x: (batch, R) or (batch, M, R); theta: (batch, P)."""
         raise NotImplementedError
 
+    def gradient(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """grad_x g_theta(E x): x (batch, R) -> (batch, R). Default: autograd of `g`, with a graph (so
+        differentiable in x and theta) whenever grad is enabled; families with a closed form override it."""
+        create = torch.is_grad_enabled()
+        with torch.enable_grad():
+            point = x if x.requires_grad and create else x.detach().requires_grad_(True)
+            (gradient,) = torch.autograd.grad(self.g(point, theta).sum(), point, create_graph=create)
+        return gradient
+
     def queries(self, x: torch.Tensor, offsets: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The GEO's M queries g_theta(x + c_m): x (batch, R), offsets (M, R) -> (batch, M).
         Families with a quadratic g override this with the exact expansion
@@ -348,6 +357,12 @@ class Family(torch.nn.Module):
     def infeasible(self, theta: np.ndarray) -> np.ndarray:
         """(n,) bool: the instances theta (n, P) whose constraints admit no point. Built-in families
         are feasible for every parameter in their domains; route (b) families run a phase-I solve."""
+        return np.zeros(len(theta), dtype=bool)
+
+    def unbounded(self, theta: np.ndarray) -> np.ndarray:
+        """(n,) bool: the instances theta (n, P) proven unbounded below. Built-in families never are
+        (strongly convex objectives or bounded sets); user families with a quadratic objective prove it
+        (families/user.py, solvers/unbounded.py)."""
         return np.zeros(len(theta), dtype=bool)
 
     def reference_error(self) -> float:

@@ -4,6 +4,8 @@ from .base import OperatorModel, build_model, from_checkpoint, save_model
 from .deeponet import DeepONet
 from .fno import FNO
 from .geo import GEO
+from .geo_gradient import GradientGEO
 from .mlp import MLP
 
-__all__ = ["FNO", "GEO", "MLP", "DeepONet", "OperatorModel", "build_model", "from_checkpoint", "save_model"]
+__all__ = ["FNO", "GEO", "MLP", "DeepONet", "GradientGEO", "OperatorModel", "build_model", "from_checkpoint",
+           "save_model"]

@@ -123,6 +123,12 @@ EQUILIBRIUM_DEFAULTS = {"model": {"depth": 30, "width": 16, "init": "scaled", "c
                         "training": {"steps": 2000, "lr": 3e-3, "grad_clip": 1.0}}
 
 
+def default_model(family_cls: type[Family] | Family) -> str:
+    """The model `train` builds when none is named: the family's `default_model` (qp-dc3 and qp-dc3-1000:
+    geo-gradient, which measured better there), else the GEO."""
+    return family_cls.default_training().get("default_model", "geo")
+
+
 def resolve_config(family_cls: type[Family] | Family, model: str, overrides: dict[str, str]) -> RunConfig:
     """Family defaults, then the family's default training settings, then (for a GEO in equilibrium
     mode) EQUILIBRIUM_DEFAULTS, then `--set` overrides.
