@@ -10,6 +10,8 @@ Each model trains with the family's defaults for it (`convexop train elliptic-pd
 per instance of `values` on the whole test set at once (batch 60 for the default data; the median
 of 5 timed calls after one warm-up, no gradients, one thread). Without `--data` the data set of the
 family's default settings is generated once (reference solves, ~0.5 s per instance) and shared.
+The GEO's family default is label-free (it then ignores train.h5 and draws fresh instances);
+`--set geo:loss=mse` trains it on the shared data like the others.
 
 Writes benchmarks/results/elliptic-2d-models.json and RESULTS-elliptic-2d-models.md. With
 `--models`, only those rows are (re)measured and the others kept from an existing JSON of the same

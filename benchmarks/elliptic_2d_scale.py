@@ -4,6 +4,7 @@ memory per instance against the rank R and the batch size.
 
     python benchmarks/elliptic_2d_scale.py throughput [--run /tmp/e2d/default_run]
     python benchmarks/elliptic_2d_scale.py depth [--steps 600 --batch 60 --depths 1 2 4 8 16]
+    python benchmarks/elliptic_2d_scale.py depth-label-free [same options]   # loss=objective, fresh draws
     python benchmarks/elliptic_2d_scale.py rank [--floor-orders 3 ... 12 --geo-orders 3 ... 8]
     python benchmarks/elliptic_2d_scale.py sizes [--orders 6 8 ... 16 --batches 1 16 256 4096]
     python benchmarks/elliptic_2d_scale.py report      # re-render the markdown and the plot from the JSON
@@ -29,7 +30,9 @@ in-basis programs (`family.program`: the Galerkin program with its generalised H
   instance against the fastest classical method at equal accuracy.
 - depth / rank: GEOs trained with the same data (the run's train.h5 / test.h5, copied; the
   references are not solved again), the same optimiser and the same number of mini-batch steps;
-  scored on the 60 test instances (zero start). Rank also gives the basis floor (L2 projection of the
+  scored on the 60 test instances (zero start); --run must be a supervised run (`--set loss=mse`: the
+  family's default is label-free and writes no train.h5). depth-label-free: the same sweep with
+  loss=objective (fresh draws every step, only test.h5 used). Rank also gives the basis floor (L2 projection of the
   references) and the in-basis optimum's error against the reference (no training) for more ranks.
 - sizes: per-instance forward time (best of blocks, `bench.solvers.timed`) and memory of an
   untrained GEO of default settings (L = 10, M = 2R, forward-backward init, relative queries) for
@@ -300,6 +303,7 @@ def finished(folder: Path, settings: dict[str, Any]) -> bool:
             and training["batch_size"] == settings["batch_size"]
             and config["family_config"].get("rank") == settings["rank"]
             and all(model.get(k) == settings[k] for k in ("depth", "width"))
+            and training.get("loss") == settings.get("loss", training.get("loss"))
             and (folder / "model.safetensors").is_file())
 
 
@@ -311,6 +315,18 @@ def depth(args) -> dict[str, Any]:
     return {"setting": f"r = 6 (R = 36), M = 72, forward-backward init, relative queries, lr 3e-4 cosine, "
                        f"{args.steps} steps of {args.batch} of the run's 240 training instances each; "
                        f"60 test instances, zero start", "points": points}
+
+
+def depth_label_free(args) -> dict[str, Any]:
+    """The depth sweep trained label-free (the Galerkin objective at fresh draws of the training law,
+    no training references): the test error is then not bounded below by over-fitting 240 instances."""
+    points = []
+    for layers in args.depths:
+        points.append({"depth": layers, **train_point(args, f"depth-objective-L{layers}", 6,
+                                                       {"depth": layers, "width": 72, "loss": "objective"})})
+    return {"setting": f"r = 6 (R = 36), M = 72, forward-backward init, relative queries, lr 3e-4 cosine, "
+                       f"label-free: {args.steps} steps of {args.batch} fresh draws each; the same 60 test "
+                       f"instances, zero start", "points": points}
 
 
 def rank(args) -> dict[str, Any]:
@@ -374,7 +390,8 @@ def sizes(args) -> dict[str, Any]:
 
 
 # ----- command line -----------------------------------------------------------------------------
-PARTS = {"throughput": throughput, "depth": depth, "rank": rank, "sizes": sizes}
+PARTS = {"throughput": throughput, "depth": depth, "depth-label-free": depth_label_free, "rank": rank,
+         "sizes": sizes}
 
 
 def main(argv: list[str] | None = None) -> None:

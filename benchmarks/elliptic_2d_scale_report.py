@@ -17,7 +17,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MARKDOWN_PATH = RESULTS / "RESULTS-elliptic-2d-scale.md"
 PLOT_PATH = RESULTS / "elliptic_2d_log_complexity.png"
 FIT_R2 = 0.8  # a geometric fall needs the log-linear fit to explain most of the variation
-PART_NAMES = ("throughput", "depth", "rank", "sizes")
+PART_NAMES = ("throughput", "depth", "depth-label-free", "rank", "sizes")
 TIMING_SEED = 31  # the fresh instances on which every time is measured
 
 
@@ -38,6 +38,12 @@ def fits(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
         out["GEO vs in-basis optimum, per layer L"] = log_linear_fit([q["depth"] for q in p],
                                                                      [q["optimum"] for q in p])
         out["GEO vs reference, per layer L"] = log_linear_fit([q["depth"] for q in p], [q["reference"] for q in p])
+    if "depth-label-free" in results:
+        p = results["depth-label-free"]["points"]
+        out["label-free GEO vs in-basis optimum, per layer L"] = log_linear_fit([q["depth"] for q in p],
+                                                                                [q["optimum"] for q in p])
+        out["label-free GEO vs reference, per layer L"] = log_linear_fit([q["depth"] for q in p],
+                                                                         [q["reference"] for q in p])
     if "rank" in results:
         f = results["rank"]["floor"]
         for key, label in (("floor", "basis floor"), ("optimum_vs_reference", "in-basis optimum vs reference")):
@@ -131,6 +137,13 @@ def render(results: dict[str, Any]) -> None:
                         "lr roll-backs"],
                        [[p["depth"], p["parameters"], p["optimum"], p["reference"], p["floor"], p["seconds"],
                          p["rollbacks"]] for p in d["points"]])
+    if "depth-label-free" in results:
+        d = results["depth-label-free"]
+        lines += ["## Error against depth, label-free", "", d["setting"] + ".", ""]
+        lines += table(["L", "params", "MSE vs in-basis optimum", "MSE vs reference", "basis floor", "train s",
+                        "lr roll-backs"],
+                       [[p["depth"], p["parameters"], p["optimum"], p["reference"], p["floor"], p["seconds"],
+                         p["rollbacks"]] for p in d["points"]])
     if "rank" in results:
         r = results["rank"]
         lines += ["## Error against rank", "", r["setting"] + ".", ""]
@@ -149,7 +162,8 @@ def render(results: dict[str, Any]) -> None:
         lines += table(["series", "slope", "R^2", f"geometric (slope < 0, R^2 >= {FIT_R2})"],
                        [[name, s, r2, "yes" if s < 0 and r2 >= FIT_R2 else "**no**"]
                         for name, (s, r2) in fitted.items()])
-        for name in ("GEO vs in-basis optimum, per layer L", "basis floor, per function per axis r",
+        for name in ("GEO vs in-basis optimum, per layer L", "label-free GEO vs in-basis optimum, per layer L",
+                     "basis floor, per function per axis r",
                      "GEO vs reference, per function per axis r",
                      f"GEO vs reference, per function per axis r, r <= {results.get('rank', {}).get('fit_max_order')}"):
             if name in fitted:
@@ -203,6 +217,10 @@ def plot(results: dict[str, Any]) -> None:
                  "GEO vs in-basis optimum, per layer L")
         with_fit(axes[0], x, [q["reference"] for q in p], "GEO vs FD reference", "s--", "GEO vs reference, per layer L")
         axes[0].semilogy(x, [q["floor"] for q in p], "g-.", label="basis floor (R = 36)")
+    if "depth-label-free" in results:
+        p = results["depth-label-free"]["points"]
+        with_fit(axes[0], [q["depth"] for q in p], [q["optimum"] for q in p], "label-free GEO vs in-basis optimum",
+                 "d-", "label-free GEO vs in-basis optimum, per layer L")
         axes[0].set_xlabel("depth L")
         axes[0].set_title("elliptic-pde-2d: error against depth (R = 36)")
     if "rank" in results:

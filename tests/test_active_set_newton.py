@@ -65,7 +65,7 @@ def test_one_round_at_the_optimum_active_set_and_fewer_steps_than_fista():
         assert bool(polished.converged.all()) and float((polished.x - reference.x).abs().max()) < 1e-7
         assert bool((polished.residual <= 3e-10).all())
         assert torch.allclose(polished.residual, program.measure(polished.x))
-        assert float(polished.iterations.double().mean()) <= 2.0, h
+        assert float(polished.iterations.double().mean()) <= 3.0, h  # certifying round(s) + the finishing round
         cold_newton = active_set_newton(program, start, 3e-10, 1000)
         cold_fista = fista(program, start, 3e-10, 20000)
         assert bool(cold_newton.converged.all())

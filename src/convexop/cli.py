@@ -33,8 +33,10 @@ def _progress_callback(total: int, desc: str):
                        f"learning rate halved to {row['lr']:.3g} (roll-back {row['rollbacks']})")
             (state["bar"].write if state["bar"] is not None else lambda text: sys.stderr.write(text + "\n"))(message)
             return
-        if state["bar"] is None:
-            state["bar"] = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+        if state["bar"] is None:  # started at the first evaluation's step, so its rate counts only later steps
+            state["bar"] = tqdm(total=total, initial=row["step"], desc=desc, unit="step", dynamic_ncols=True,
+                                file=sys.stderr)
+            state["last"] = row["step"]
         bar = state["bar"]
         bar.update(row["step"] - state["last"])
         state["last"] = row["step"]

@@ -37,6 +37,11 @@ Tensor = torch.Tensor
 Smooth = Callable[[Tensor], Tensor]  # (batch, R) -> (batch,)
 
 
+# polishes give answers certified at tol but above this fraction of it one finishing Newton/KKT step
+# (solvers/newton.py, qp.py): a certificate bounds the objective gap, the step lands on the minimiser
+FINISH_FRACTION = 1e-3
+
+
 @dataclass
 class Certificate:
     """Per-instance certificate of candidates x (batch, R); every field (batch,) or None."""

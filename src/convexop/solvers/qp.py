@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from .fista import fista
-from .program import SolveResult
+from .program import FINISH_FRACTION, SolveResult
 from .qp_program import QPDualProgram
 
 __all__ = ["QPData", "QPDual", "QPPolishResult", "decoupled_coordinates", "mv", "relative_gap"]
@@ -51,7 +51,9 @@ INFEASIBLE_MARGIN = 1e-7  # a phase-I margin below -this (relative row distance)
 
 
 def mv(matrix: Tensor, vector: Tensor) -> Tensor:
-    """(1|B, r, c) @ (B, c) -> (B, r)."""
+    """(1|B, r, c) @ (B, c) -> (B, r); a shared matrix is one (B, c) x (c, r) product, not B matvecs."""
+    if matrix.dim() == 3 and matrix.shape[0] == 1 and vector.dim() == 2:
+        return vector @ matrix[0].mT
     return (matrix @ vector[..., None])[..., 0]
 
 
@@ -346,8 +348,9 @@ class QPDual:
         kkt_solves, fista_steps = torch.zeros(len(z), dtype=torch.int64), torch.zeros(len(z), dtype=torch.int64)
         first = done.clone()  # certified with no solve counts as accepted
         guess = self.active_guess(z, slack_weight) if active is None else active.clone()
-        if finish and done.any():  # certified already: one KKT solve on its active set makes it exact
-            work = done.nonzero()[:, 0]
+        rough = done & (torch.maximum(gap, violation) > FINISH_FRACTION * tol)
+        if finish and rough.any() and max_iterations > 0:  # certified already: one KKT solve on its active set
+            work = rough.nonzero()[:, 0]
             sub = self.subset(work)
             new = sub.best_lambda(sub.kkt(guess[work])[:, self.me:].clamp_min(0))
             ok_gap, ok_violation = sub.certificate(new, None if interior is None else interior[work])
