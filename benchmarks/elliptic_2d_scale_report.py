@@ -130,20 +130,15 @@ def render(results: dict[str, Any]) -> None:
         ref_break = b["cost_seconds"] / (t["reference_seconds"] - geo_best)
         lines += [(f"Break-even against the reference solver alone (not the fastest classical method): "
                   f"{ref_break:,.0f} instances."), ""]
-    if "depth" in results:
-        d = results["depth"]
-        lines += ["## Error against depth", "", d["setting"] + ".", ""]
-        lines += table(["L", "params", "MSE vs in-basis optimum", "MSE vs reference", "basis floor", "train s",
-                        "lr roll-backs"],
-                       [[p["depth"], p["parameters"], p["optimum"], p["reference"], p["floor"], p["seconds"],
-                         p["rollbacks"]] for p in d["points"]])
-    if "depth-label-free" in results:
-        d = results["depth-label-free"]
-        lines += ["## Error against depth, label-free", "", d["setting"] + ".", ""]
-        lines += table(["L", "params", "MSE vs in-basis optimum", "MSE vs reference", "basis floor", "train s",
-                        "lr roll-backs"],
-                       [[p["depth"], p["parameters"], p["optimum"], p["reference"], p["floor"], p["seconds"],
-                         p["rollbacks"]] for p in d["points"]])
+    for part, title in (("depth", "## Error against depth"),
+                        ("depth-label-free", "## Error against depth, label-free")):
+        if part in results:
+            d = results[part]
+            lines += [title, "", d["setting"] + ".", ""]
+            lines += table(["L", "params", "MSE vs in-basis optimum", "MSE vs reference", "basis floor", "train s",
+                            "lr roll-backs"],
+                           [[p["depth"], p["parameters"], p["optimum"], p["reference"], p["floor"], p["seconds"],
+                             p["rollbacks"]] for p in d["points"]])
     if "rank" in results:
         r = results["rank"]
         lines += ["## Error against rank", "", r["setting"] + ".", ""]
