@@ -104,3 +104,12 @@ def test_subprocess_exit_code_and_single_line(tmp_path):
                              "--out", str(tmp_path / "d.h5")], check=False, capture_output=True, text=True)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_train_makes_missing_folders_above_the_run_but_not_under_a_file(tmp_path, capsys):
+    nested = tmp_path / "runs" / "deeper" / "toy"
+    assert run(["train", "toy-box", "--out", str(nested)] + SMALL, capsys)[0] == 0
+    assert (nested / "model.safetensors").is_file()
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = run(["train", "toy-box", "--out", str(tmp_path / "a-file" / "r")] + SMALL, capsys)
+    assert code == 2 and "--out" in err and "not a folder" in err

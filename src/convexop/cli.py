@@ -109,8 +109,8 @@ def cmd_merge(args) -> int:
 
 
 def _check_run_folder(out: Path) -> None:
-    """A new run goes into a missing or empty folder whose parent exists (or replaces a run killed
-    before its first checkpoint), and never into one another train is writing."""
+    """A new run goes into a missing or empty folder (missing folders above it are made) or replaces a
+    run killed before its first checkpoint, and never into one another train is writing."""
     from .training.run import LOCK_NAME, lock_holder, unfinished_run
 
     if "\x00" in str(out):
@@ -127,8 +127,12 @@ def _check_run_folder(out: Path) -> None:
         raise InputError("--out", str(out), "", f"run directory is in use by {who} ({LOCK_NAME}: a train writing it)")
     if exists and any(out.iterdir()) and not unfinished_run(out):
         raise InputError("--out", str(out), "", "run directory exists and is not empty (use --resume)")
-    if not parent_ok:
-        raise InputError("--out", str(out), "", f"folder {out.parent} does not exist")
+    if not parent_ok:  # missing folders above the run are made, as `mkdir -p` would: under an existing folder
+        ancestor = next((a for a in out.parents if a.exists()), None)
+        if ancestor is None or not ancestor.is_dir():
+            raise InputError("--out", str(out), "", f"folder {ancestor or out.parent} is not a folder")
+        if not os.access(ancestor, os.W_OK):
+            raise InputError("--out", str(out), "", f"folder {ancestor} is not writable")
 
 
 def cmd_train(args) -> int:
