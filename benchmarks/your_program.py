@@ -162,12 +162,14 @@ def assess(spec: str, folder: Path, settings: dict[str, str]) -> dict:
     return out
 
 
-def markdown(results: dict) -> str:
-    """RESULTS-your-program.md: one row per program, the targets of the issue beside the figures."""
+def markdown(results: dict, settings: list[str] | None = None) -> str:
+    """RESULTS-your-program.md: one row per program, the targets of the issue beside the figures
+    (`settings`: the --set training settings of every program, named in the title)."""
     def cell(entry: dict, key: str, form: str) -> str:
         return form.format(entry[key]) if entry.get(key) is not None else "-"
 
-    lines = ["# Your program on the defaults: training, raw answers, polish, the documented path", "",
+    title = "# Your program on the defaults: training, raw answers, polish, the documented path"
+    lines = [title + (f" (with --set {', '.join(settings)})" if settings else ""), "",
              ("`python benchmarks/your_program.py` (one thread, a 2-core machine shared with other jobs). Targets: "
              "training without divergence in <= 5 min; raw mean relative objective gap <= 1% (an infeasible raw "
              "answer counts as 100%); every answer `optimal` after `--polish 1e-6` and within 1e-6 of "
@@ -207,7 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     report = Path(args.out).with_name(f"RESULTS-{Path(args.out).stem}.md")
     if args.render:
-        report.write_text(markdown(json.loads(Path(args.out).read_text())))
+        report.write_text(markdown(json.loads(Path(args.out).read_text()), args.set))
         return
     torch.set_num_threads(1)
     results = {}
@@ -216,7 +218,7 @@ def main() -> None:
             results[spec] = assess(spec, Path(scratch) / Path(spec).stem, dict(kv.split("=", 1) for kv in args.set))
             print(spec, json.dumps(results[spec]), flush=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-            report.write_text(markdown(results))
+            report.write_text(markdown(results, args.set))
 
 
 if __name__ == "__main__":

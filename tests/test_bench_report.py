@@ -123,3 +123,14 @@ def test_results_md_links_longer_runs_and_scripts(tmp_path):
     text = script_results(tmp_path)
     assert "[RESULTS-qp-dc3.md](benchmarks/results/RESULTS-qp-dc3.md): qp-dc3: GEO on a QP" in text
     assert "examples.json" in text and "polish-newton.json" not in text
+
+
+def test_script_reports_carry_their_target_table_into_results_md(tmp_path):
+    from convexop.bench.runner import headline_table, script_results
+
+    first = "# a\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n## Targets\n\n| target | met |\n|---|---|\n| t | yes |\n"
+    assert headline_table(first) == ["| target | met |", "|---|---|", "| t | yes |"]
+    assert headline_table("# b\n\ntext\n| only | table |\n|---|---|\n\nafter") == ["| only | table |", "|---|---|"]
+    (tmp_path / "RESULTS-demo.md").write_text(first)
+    text = script_results(tmp_path)
+    assert "[RESULTS-demo.md](benchmarks/results/RESULTS-demo.md)" in text and "| t | yes |" in text

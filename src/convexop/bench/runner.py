@@ -149,7 +149,25 @@ def script_results(folder: Path) -> str:
     for name, description in scripts.items():
         if (folder / name).is_file():
             lines.append(f"- [{name}](benchmarks/results/{name}): {description}")
+    for path in reports:  # each script's targets (or its first table), so RESULTS.md carries the figures
+        table = headline_table(path.read_text())
+        if table and not path.read_text().startswith("# convexop benchmark results"):
+            lines += ["", f"### {path.stem.removeprefix('RESULTS-')} ([{path.name}](benchmarks/results/{path.name}))",
+                      "", *table]
     return "\n".join(lines) + "\n"
+
+
+def headline_table(markdown: str) -> list[str]:
+    """The lines of the table under a report's "## Targets" heading, else of its first table."""
+    lines = markdown.splitlines()
+    start = next((k for k, line in enumerate(lines) if line.strip() == "## Targets"), 0)
+    rows = []
+    for line in lines[start:]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return rows
 
 
 def _load() -> list[float] | None:
