@@ -36,28 +36,26 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAY
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from qp_dc3_common import TOLS, machine, overrides_of, run_arguments, run_folder, score_duals, trained, write_results
 from qp_dc3_solvers import clarabel_solve, cvxpy_solve, moreau_solve, osqp_solve
 
 from convexop import __version__
 from convexop import data as datasets
 from convexop.families import FAMILIES, get_family
-from convexop.families.qp_dc3 import QPDC3, SLACK_WEIGHT, dc3_problem
+from convexop.families.qp_dc3 import SLACK_WEIGHT, dc3_problem
 from convexop.models.base import from_checkpoint
 from convexop.serving.polish import polish_answers
 from convexop.solvers.fista import fista
 from convexop.solvers.interior_point import interior_point
 from convexop.training.config import resolve_config
-from convexop.training.run import train_run
 
 DC3 = {"objective": -13.46, "optimum": -15.05, "gap": (15.05 - 13.46) / 15.05, "max_ineq_violation": 2.1e-4,
        "max_eq_violation": 0.0, "seconds_per_instance_gpu": 21e-6}
-TOLS = (1e-3, 1e-6)
 NOTES = [
     ("- Certificate: every answer (ours and the solvers') is scored by the same pair: the relative duality gap "
     "|f(y) - d(z~)| / max(1, |f(y)|) of the recovered primal y (lambda re-solved for mu, ratio test towards A^+ x) "
@@ -127,33 +125,6 @@ def make_data(family, run: Path, label_free: bool) -> dict:
         out = {"reference_seconds": seconds, "instances": 9167, "per_instance": seconds / 9167}
     stamp.write_text(json.dumps(out))
     return out
-
-
-def train(run: Path, overrides: dict[str, str], name: str = "qp-dc3", model: str = "geo") -> dict:
-    """Train the family `name`'s default `model` (plus overrides) into run, as `convexop train --model` does."""
-    config = resolve_config(FAMILIES[name], model, overrides)
-    config.training.tensorboard = False
-    started = time.perf_counter()
-    train_run(config, run)
-    wall = time.perf_counter() - started
-    out = {"wall_seconds": wall, "model_name": model, "model": config.model_kwargs,
-           "training": config.to_json()["training"]}
-    (run / "train_seconds.json").write_text(json.dumps(out))
-    return out
-
-
-def score_duals(family, name: str, duals: np.ndarray, seconds: float, theta: torch.Tensor, note: str = "",
-                memory: float | None = None) -> dict:
-    """A solver's duals scored by the family's certificate (any size of DC3's recipe); `memory` (MB, for
-    the whole batch) adds the peak per instance."""
-    z = torch.as_tensor(duals, dtype=torch.float64)
-    z[:, family.equalities:] = z[:, family.equalities:].clamp_min(0)
-    gap, violation = family.dual(theta).certificate(z, family.interior(theta))
-    worst = torch.maximum(gap, violation)
-    out = {"method": name, "instances": len(z), "seconds_per_instance": seconds / len(z),
-           **{f"certified_{tol:g}": float((worst <= tol).float().mean()) for tol in TOLS},
-           "max_gap": float(gap.max()), "max_violation": float(violation.max()), "note": note}
-    return out if memory is None else out | {"peak_mb_per_instance": memory / len(z)}
 
 
 def compare_run(family, run: Path, theta: torch.Tensor, f_star: torch.Tensor) -> dict:
@@ -408,40 +379,17 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="the run folder (default runs/qp-dc3 for geo, "
-                        "runs/qp-dc3-gradient for geo-gradient)")
-    parser.add_argument("--results", default="benchmarks/results")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--skip-train", action="store_true")
-    parser.add_argument("--model", default=QPDC3.default_training().get("default_model", "geo"),
-                        help="the registered model to train (default: the family's, geo-gradient; or geo)")
-    parser.add_argument("--compare", default=None, metavar="RUN",
-                        help="another trained run (e.g. the paper's GEO) to score on the same test split")
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (numbers meaningless)")
+    run_arguments(parser, "qp-dc3")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    run = Path(args.out or "runs/qp-dc3" + ("" if args.model == "geo" else "-" + args.model.removeprefix("geo-")))
+    run = run_folder(args, "qp-dc3")
     family = get_family("qp-dc3")
-    overrides = dict(item.split("=", 1) for item in args.set)
-    label_free = resolve_config(FAMILIES["qp-dc3"], args.model, overrides).training.loss == "objective"
+    label_free = resolve_config(FAMILIES["qp-dc3"], args.model, overrides_of(args)).training.loss == "objective"
     data = make_data(family, run, label_free)
-    if args.quick:
-        overrides = {"steps": "2", "eval_every": "1", "depth": "2"} | overrides
-    if args.skip_train:
-        training = json.loads((run / "train_seconds.json").read_text())
-    else:
-        training = train(run, overrides, model=args.model)
-    result = {"version": __version__, "machine": f"{platform.processor() or platform.machine()}, torch threads "
-              f"{torch.get_num_threads()}, torch {torch.__version__}", "dc3_published": DC3, "data": data,
-              "training": training}
+    result = {"machine": machine(), "dc3_published": DC3, "data": data, "training": trained(run, args, "qp-dc3")}
     result["evaluation"] = evaluate(family, run, args.quick, args.compare)
     result["break_even"] = break_even(result)
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "qp-dc3.json").write_text(json.dumps(result, indent=2, default=float))
-    text = markdown(result)
-    (results / "RESULTS-qp-dc3.md").write_text(text)
-    print(text)
+    write_results(result, args, "qp-dc3", markdown)
 
 
 if __name__ == "__main__":

@@ -44,19 +44,18 @@ import argparse
 import contextlib
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from qp_dc3 import score_duals, train
+from qp_dc3_common import machine, run_arguments, run_folder, score_duals, trained, write_results
 from qp_dc3_solvers import clarabel_solve, cvxpy_solve, osqp_solve
 
 from convexop import __version__
 from convexop import data as datasets
 from convexop.families import get_family
-from convexop.families.qp_dc3 import QPDC3Large, dc3_problem
+from convexop.families.qp_dc3 import dc3_problem
 from convexop.models.base import from_checkpoint
 from convexop.models.geo import GEO
 from convexop.models.geo_gradient import GradientGEO
@@ -350,44 +349,25 @@ NOTES = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="the run folder (default runs/qp-dc3-1000 for geo, "
-                        "runs/qp-dc3-1000-gradient for geo-gradient)")
-    parser.add_argument("--results", default="benchmarks/results")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--skip-train", action="store_true")
-    parser.add_argument("--model", default=QPDC3Large.default_training().get("default_model", "geo"),
-                        help="the registered model to train (default: the family's, geo-gradient)")
-    parser.add_argument("--compare", default=None, metavar="RUN",
-                        help="another trained run (e.g. the paper's GEO) to score on the same test split")
+    run_arguments(parser, NAME)
     parser.add_argument("--test", type=int, default=167, help="test instances (the last of the 2000)")
     parser.add_argument("--osqp", type=int, default=10**9, help="instances for OSQP eps 1e-3 (default all)")
     parser.add_argument("--osqp-tight", type=int, default=10)
     parser.add_argument("--clarabel", type=int, default=3)
     parser.add_argument("--cvxpy", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (numbers meaningless)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    run = Path(args.out or f"runs/{NAME}" + ("" if args.model == "geo" else "-" + args.model.removeprefix("geo-")))
+    run = run_folder(args, NAME)
     family = get_family(NAME)
     if args.quick:
         args.test, args.osqp, args.osqp_tight, args.clarabel = min(args.test, 4), 2, 1, 1
     data = make_data(family, run, args.test)
-    overrides = dict(item.split("=", 1) for item in args.set)
-    if args.quick:
-        overrides = {"steps": "2", "eval_every": "1", "depth": "2"} | overrides
-    training = json.loads((run / "train_seconds.json").read_text()) if args.skip_train else \
-        train(run, overrides, NAME, args.model)
+    training = trained(run, args, NAME)
     args.data = data
-    result = {"version": __version__, "machine": f"{platform.processor() or platform.machine()}, torch threads "
-              f"{torch.get_num_threads()}, torch {torch.__version__}", "data": data, "training": training}
+    result = {"machine": machine(), "data": data, "training": training}
     result["evaluation"] = evaluate(family, run, args)
     result["break_even"] = break_even(result)
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"{NAME}.json").write_text(json.dumps(result, indent=2, default=float))
-    text = markdown(result)
-    (results / f"RESULTS-{NAME}.md").write_text(text)
-    print(text)
+    write_results(result, args, NAME, markdown)
 
 
 if __name__ == "__main__":

@@ -315,10 +315,8 @@ class QPDC3Large(QPDC3):
         thread affords: a step costs ~8-15 s here (81 M parameters), so 60 steps of 16 instances; at
         lr 1e-5 the raw gap grows (11.9% -> 50% in 30 steps), at 1e-6 it falls (11.9% -> 1.6%).
         The test split (8.33% of 2000, 167 instances) is the only one solved."""
-        return {"default_model": "geo-gradient",
-                "geo-gradient": {"depth": 16, "momentum": "fista"},
-                "training_geo-gradient": {"steps": 1000, "lr": 1e-3, "eval_every": 250},
-                "model": {"depth": 16, "width": 2000, "gamma": 0.0, "init": "forward-backward", "start_std": 0.0,
-                          "queries": "relative"},
-                "training": {"steps": 60, "batch_size": 16, "lr": 1e-6, "schedule": "constant", "loss": "objective",
-                             "eval_every": 20, "n_instances": 2000, "test_fraction": 0.0833}}
+        defaults = super().default_training()  # qp-dc3's, with this size's budget
+        defaults["training_geo-gradient"] |= {"steps": 1000, "lr": 1e-3}
+        defaults["model"]["width"] = 2000
+        defaults["training"] |= {"steps": 60, "batch_size": 16, "lr": 1e-6, "eval_every": 20, "n_instances": 2000}
+        return defaults
